@@ -1,0 +1,129 @@
+//! The [`Backend`] trait: where a [`JobQueue`](crate::JobQueue) keeps prediction
+//! state, and [`MemoryBackend`], the embedded default.
+//!
+//! The queue owns admission, concurrency, deadlines and the worker tasks; a backend
+//! owns the records: it stores each prediction, applies status transitions atomically
+//! (never backwards, exactly one terminal status), wakes waiters on every change, and
+//! forgets finished predictions after their retention. A shared-state backend (Redis:
+//! several processes, one queue) implements the same trait with serialized records and
+//! pub/sub wake-ups; the in-memory one keeps `Arc`s and never serializes anything.
+
+mod memory;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+pub use memory::{MemoryBackend, MemoryJob};
+
+use crate::{Outcome, Prediction, PredictionId, Result, Status};
+
+/// What a successful terminal transition reports back to the queue, for its counters
+/// and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// The status the prediction left (`queued` or `processing`).
+    pub previous: Status,
+    /// The terminal status it reached.
+    pub status: Status,
+    /// Admission to start (or to the end, if it never started).
+    pub queue_time: std::time::Duration,
+    /// Start to end, if it started.
+    pub predict_time: Option<std::time::Duration>,
+}
+
+/// Storage for a queue's predictions.
+///
+/// Every method may be called concurrently from many tasks. Transition methods are
+/// atomic per prediction: of two racing `finish` calls exactly one applies.
+pub trait Backend: Send + Sync + 'static {
+    /// The model input type stored.
+    type Input: Send + Sync + 'static;
+    /// The model output type stored.
+    type Output: Send + Sync + 'static;
+    /// A cheap handle on one stored prediction, valid while it is retained.
+    type Job: Clone + Send + Sync + 'static;
+
+    /// Stores a new `queued` prediction.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
+    fn insert(
+        &self,
+        id: PredictionId,
+        input: Arc<Self::Input>,
+    ) -> impl Future<Output = Result<Self::Job>> + Send;
+
+    /// Finds a retained prediction.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
+    fn lookup(&self, id: PredictionId) -> impl Future<Output = Result<Option<Self::Job>>> + Send;
+
+    /// The prediction's current state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
+    fn snapshot(
+        &self,
+        job: &Self::Job,
+    ) -> impl Future<Output = Result<Prediction<Self::Input, Self::Output>>> + Send;
+
+    /// The prediction's current status (cheaper than a snapshot).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
+    fn status(&self, job: &Self::Job) -> impl Future<Output = Result<Status>> + Send;
+
+    /// The prediction's input.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
+    fn input(&self, job: &Self::Job) -> impl Future<Output = Result<Arc<Self::Input>>> + Send;
+
+    /// Moves `queued → processing`. Returns `false` (and changes nothing) when the
+    /// prediction is no longer queued, e.g. it was canceled meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
+    fn start(&self, job: &Self::Job) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Moves a `queued` or `processing` prediction to the outcome's terminal status
+    /// and starts its retention. Returns `None` (and changes nothing) when it was
+    /// already terminal.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
+    fn finish(
+        &self,
+        job: &Self::Job,
+        outcome: Outcome<Self::Output>,
+    ) -> impl Future<Output = Result<Option<Finished>>> + Send;
+
+    /// A future that resolves at the prediction's next status change. It is
+    /// registered when this method returns, so a change between this call and the
+    /// first poll is not lost: call it, then read the state, then await it.
+    fn changed<'a>(&'a self, job: &'a Self::Job) -> impl Future<Output = ()> + Send + 'a;
+
+    /// Forgets finished predictions whose retention has passed and returns when to
+    /// call again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
+    fn purge_expired(&self) -> impl Future<Output = Result<Instant>> + Send;
+
+    /// How many finished predictions are retained.
+    fn retained(&self) -> usize;
+
+    /// Whether the store is reachable (readiness).
+    fn is_ready(&self) -> impl Future<Output = bool> + Send;
+}

@@ -1,0 +1,59 @@
+//! The [`Model`] trait: what the queue runs.
+
+use std::future::Future;
+
+use crate::ModelError;
+
+/// A model that turns an input into an output, slowly.
+///
+/// The queue calls [`predict`](Model::predict) on a worker task. Dropping the returned
+/// future cancels the work: that is how [`JobQueue::cancel`](crate::JobQueue::cancel)
+/// and deadlines stop a running prediction, so a model should hold no state that a
+/// drop at any `.await` would corrupt. A `predict` that panics fails only that
+/// prediction (with [`FailureKind::Panic`](crate::FailureKind::Panic)).
+///
+/// # Example
+///
+/// ```
+/// use mockpredict_core::{Model, ModelError};
+///
+/// /// Scores text by its length.
+/// struct LengthScorer;
+///
+/// impl Model for LengthScorer {
+///     type Input = String;
+///     type Output = usize;
+///
+///     fn name(&self) -> &str { "length-scorer" }
+///     fn version(&self) -> &str { "1.0.0" }
+///
+///     async fn predict(&self, input: &String) -> Result<usize, ModelError> {
+///         if input.is_empty() {
+///             return Err(ModelError::new("empty input"));
+///         }
+///         Ok(input.len())
+///     }
+/// }
+/// ```
+pub trait Model: Send + Sync + 'static {
+    /// What a prediction takes.
+    type Input: Send + Sync + 'static;
+    /// What a successful prediction returns.
+    type Output: Send + Sync + 'static;
+
+    /// The model's name, for metadata and metrics.
+    fn name(&self) -> &str;
+
+    /// The model's version, for metadata.
+    fn version(&self) -> &str;
+
+    /// Runs one prediction.
+    ///
+    /// # Errors
+    ///
+    /// A [`ModelError`] ends the prediction `failed` with that message.
+    fn predict(
+        &self,
+        input: &Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, ModelError>> + Send;
+}

@@ -1,0 +1,188 @@
+//! Prediction vocabulary: [`PredictionId`], [`Status`], [`Outcome`] and the
+//! [`Prediction`] snapshot that `get`, `wait` and `cancel` return.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::PredictionError;
+
+/// A prediction's identifier: a random (v4) UUID, so the ID is an unguessable handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PredictionId(uuid::Uuid);
+
+impl PredictionId {
+    /// A new random ID.
+    pub fn new_v4() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> &uuid::Uuid {
+        &self.0
+    }
+}
+
+impl From<uuid::Uuid> for PredictionId {
+    fn from(value: uuid::Uuid) -> Self {
+        Self(value)
+    }
+}
+
+impl fmt::Display for PredictionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+/// The error from parsing a [`PredictionId`] that is not a UUID.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("not a prediction ID (expected a UUID such as 67e55044-10b1-426f-9247-bb680e5fe0c8): {0}")]
+pub struct ParseIdError(#[from] uuid::Error);
+
+impl FromStr for PredictionId {
+    type Err = ParseIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(uuid::Uuid::try_parse(s)?))
+    }
+}
+
+/// Where a prediction is in its life: `queued → processing → succeeded | failed |
+/// canceled`. It never moves backwards and reaches exactly one terminal status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Admitted, waiting for a free worker.
+    Queued,
+    /// The model is running it.
+    Processing,
+    /// Finished with an output.
+    Succeeded,
+    /// Finished with an error (model error, panic or deadline).
+    Failed,
+    /// Canceled before it finished.
+    Canceled,
+}
+
+impl Status {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Status; 5] = [
+        Status::Queued,
+        Status::Processing,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Canceled,
+    ];
+
+    /// Whether this status is final.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Canceled)
+    }
+
+    /// The stable snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Processing => "processing",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Canceled => "canceled",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a prediction finished.
+#[derive(Debug)]
+pub enum Outcome<O> {
+    /// The model returned this output.
+    Succeeded(Arc<O>),
+    /// The prediction failed.
+    Failed(PredictionError),
+    /// The prediction was canceled.
+    Canceled,
+}
+
+impl<O> Clone for Outcome<O> {
+    fn clone(&self) -> Self {
+        match self {
+            Outcome::Succeeded(o) => Outcome::Succeeded(Arc::clone(o)),
+            Outcome::Failed(e) => Outcome::Failed(e.clone()),
+            Outcome::Canceled => Outcome::Canceled,
+        }
+    }
+}
+
+impl<O> Outcome<O> {
+    /// The terminal status this outcome gives.
+    pub fn status(&self) -> Status {
+        match self {
+            Outcome::Succeeded(_) => Status::Succeeded,
+            Outcome::Failed(_) => Status::Failed,
+            Outcome::Canceled => Status::Canceled,
+        }
+    }
+}
+
+/// A snapshot of one prediction, as `get`, `wait` and `cancel` return it.
+///
+/// Input and output are shared (`Arc`), so a snapshot is cheap and never copies or
+/// serializes them.
+#[derive(Debug)]
+pub struct Prediction<I, O> {
+    /// The prediction's ID.
+    pub id: PredictionId,
+    /// Its status when the snapshot was taken.
+    pub status: Status,
+    /// The input it was submitted with.
+    pub input: Arc<I>,
+    /// The output, when it succeeded.
+    pub output: Option<Arc<O>>,
+    /// The error, when it failed.
+    pub error: Option<PredictionError>,
+    /// When it was admitted (wall clock).
+    pub created_at: SystemTime,
+    /// When the model started on it, if it did.
+    pub started_at: Option<SystemTime>,
+    /// When it reached its terminal status, if it has.
+    pub completed_at: Option<SystemTime>,
+    /// How long it waited in the queue (admission to start, or to its end if it
+    /// never started), if that wait has ended.
+    pub queue_time: Option<Duration>,
+    /// How long the model ran (start to completion), if it started and finished.
+    pub predict_time: Option<Duration>,
+}
+
+impl<I, O> Clone for Prediction<I, O> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id,
+            status: self.status,
+            input: Arc::clone(&self.input),
+            output: self.output.clone(),
+            error: self.error.clone(),
+            created_at: self.created_at,
+            started_at: self.started_at,
+            completed_at: self.completed_at,
+            queue_time: self.queue_time,
+            predict_time: self.predict_time,
+        }
+    }
+}
+
+impl<I, O> Prediction<I, O> {
+    /// Whether the prediction has reached its terminal status.
+    pub fn is_finished(&self) -> bool {
+        self.status.is_terminal()
+    }
+}
