@@ -128,7 +128,8 @@ fn err(input: &str, reason: impl Into<String>) -> ParseLatencyError {
 }
 
 fn duration(input: &str, text: &str) -> Result<Duration, ParseLatencyError> {
-    humantime::parse_duration(text.trim()).map_err(|e| err(input, format!("{:?}: {e}", text.trim())))
+    humantime::parse_duration(text.trim())
+        .map_err(|e| err(input, format!("{:?}: {e}", text.trim())))
 }
 
 impl FromStr for Latency {
@@ -227,21 +228,41 @@ mod tests {
 
     #[test]
     fn parses_the_human_forms() {
-        assert_eq!("250ms".parse(), Ok(Latency::Fixed(Duration::from_millis(250))));
+        assert_eq!(
+            "250ms".parse(),
+            Ok(Latency::Fixed(Duration::from_millis(250)))
+        );
         assert_eq!("0s".parse(), Ok(Latency::Fixed(Duration::ZERO)));
         assert_eq!(
             " 8s..15s ".parse(),
-            Ok(Latency::Uniform { min: secs(8), max: secs(15) })
+            Ok(Latency::Uniform {
+                min: secs(8),
+                max: secs(15)
+            })
         );
         assert_eq!(
             "lognormal(median=10s,sigma=0.6,max=60s)".parse(),
-            Ok(Latency::LogNormal { median: secs(10), sigma: 0.6, min: Duration::ZERO, max: secs(60) })
+            Ok(Latency::LogNormal {
+                median: secs(10),
+                sigma: 0.6,
+                min: Duration::ZERO,
+                max: secs(60)
+            })
         );
     }
 
     #[test]
     fn rejects_garbage_with_a_message_that_names_the_input() {
-        for bad in ["", "fast", "8..15", "15s..8s", "lognormal(sigma=1)", "lognormal(median=1s,foo=2)", "lognormal(median=1s,sigma=-1)", "-5s"] {
+        for bad in [
+            "",
+            "fast",
+            "8..15",
+            "15s..8s",
+            "lognormal(sigma=1)",
+            "lognormal(median=1s,foo=2)",
+            "lognormal(median=1s,sigma=-1)",
+            "-5s",
+        ] {
             let e = bad.parse::<Latency>().expect_err(bad);
             assert!(e.to_string().contains("invalid latency"), "{e}");
         }
@@ -249,7 +270,11 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for text in ["250ms", "8s..15s", "lognormal(median=10s,sigma=0.6,min=1s,max=1m)"] {
+        for text in [
+            "250ms",
+            "8s..15s",
+            "lognormal(median=10s,sigma=0.6,min=1s,max=1m)",
+        ] {
             let l: Latency = text.parse().expect(text);
             assert_eq!(l.to_string().parse::<Latency>(), Ok(l), "{text}");
         }
@@ -258,7 +283,12 @@ mod tests {
     #[test]
     fn samples_stay_inside_the_bounds() {
         let mut rng = SplitMix64::new(7);
-        for l in [Latency::default(), "lognormal(median=2s,sigma=2,min=1s,max=3s)".parse().expect("valid")] {
+        for l in [
+            Latency::default(),
+            "lognormal(median=2s,sigma=2,min=1s,max=3s)"
+                .parse()
+                .expect("valid"),
+        ] {
             for _ in 0..10_000 {
                 let x = l.sample(&mut rng);
                 assert!(x >= l.min() && x <= l.max(), "{x:?} outside {l}");
@@ -268,7 +298,9 @@ mod tests {
 
     #[test]
     fn lognormal_has_a_tail_above_the_median() {
-        let l: Latency = "lognormal(median=1s,sigma=1,max=1h)".parse().expect("valid");
+        let l: Latency = "lognormal(median=1s,sigma=1,max=1h)"
+            .parse()
+            .expect("valid");
         let mut rng = SplitMix64::new(1);
         let mut xs: Vec<Duration> = (0..10_001).map(|_| l.sample(&mut rng)).collect();
         xs.sort();

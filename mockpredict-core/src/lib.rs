@@ -54,4 +54,6 @@ pub use latency::{Latency, ParseLatencyError};
 pub use mock::{MockConfigError, MockDraw, MockModel, MockOutput};
 pub use model::Model;
 pub use prediction::{Outcome, ParseIdError, Prediction, PredictionId, Status};
-pub use queue::{JobQueue, JobQueueBuilder, Observer, QueueConfig, ShutdownReport, Stats, Subscription};
+pub use queue::{
+    JobQueue, JobQueueBuilder, Observer, QueueConfig, ShutdownReport, Stats, Subscription,
+};

@@ -684,7 +684,9 @@ async fn purge_loop<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
 ) {
     loop {
         let next = {
-            let Some(shared) = shared.upgrade() else { return };
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
             match shared.backend.purge_expired().await {
                 Ok(next) => next,
                 Err(e) => {
@@ -726,10 +728,9 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Subscription<M,
                 }
             };
             if Some(snap.status) != self.last {
-                let skipped_processing = self.last.is_none_or(|s| s == Status::Queued)
+                let skipped_processing = self.last == Some(Status::Queued)
                     && snap.status.is_terminal()
-                    && snap.started_at.is_some()
-                    && self.last.is_some();
+                    && snap.started_at.is_some();
                 if skipped_processing {
                     self.last = Some(Status::Processing);
                     return Some(Prediction {

@@ -205,9 +205,13 @@ where
             st.completed = Some(now);
             st.outcome = Some(outcome);
             Finished {
+                id: entry.id,
                 previous,
                 status,
-                queue_time: st.started.unwrap_or(now).saturating_duration_since(entry.created),
+                queue_time: st
+                    .started
+                    .unwrap_or(now)
+                    .saturating_duration_since(entry.created),
                 predict_time: st.started.map(|s| now.saturating_duration_since(s)),
             }
         };

@@ -23,6 +23,8 @@ use crate::{Outcome, Prediction, PredictionId, Result, Status};
 /// and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Finished {
+    /// Which prediction finished.
+    pub id: PredictionId,
     /// The status the prediction left (`queued` or `processing`).
     pub previous: Status,
     /// The terminal status it reached.

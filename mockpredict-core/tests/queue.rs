@@ -1,0 +1,456 @@
+//! The queue's behaviour through its public API, on tokio's paused clock: every
+//! multi-second latency here runs in virtual time, so the file takes milliseconds.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{Script, Scripted};
+use mockpredict_core::{
+    Error, FailureKind, JobQueue, MockModel, Model, PredictionId, QueueConfig, Status,
+};
+use tokio::time::Instant;
+
+const S: Duration = Duration::from_secs(1);
+
+fn queue(config: QueueConfig) -> (JobQueue<Scripted>, Scripted) {
+    let model = Scripted::default();
+    (
+        JobQueue::new(model.clone(), config).expect("valid config"),
+        model,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_mock_latency_is_between_8_and_15_seconds() {
+    let model = MockModel::new();
+    for i in 0..200 {
+        let start = Instant::now();
+        let out = model
+            .predict(&format!("input {i}"))
+            .await
+            .expect("no failures by default");
+        let took = start.elapsed();
+        assert!(took >= 8 * S && took <= 15 * S, "latency {took:?}");
+        let n: u32 = out.result.parse().expect("result is an integer");
+        assert!((100..=10_000).contains(&n), "result {n}");
+        assert_eq!(out.input, format!("input {i}"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn thousand_predictions_at_concurrency_100_take_ten_rounds_of_virtual_time() {
+    let model = MockModel::new().with_latency("10s".parse().expect("valid"));
+    let queue = JobQueue::new(
+        model,
+        QueueConfig::default().concurrency(100).capacity(1000),
+    )
+    .expect("valid config");
+    let start = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        ids.push(queue.submit(i.to_string()).await.expect("capacity 1000"));
+    }
+    for id in ids {
+        let p = queue.wait(id, None).await.expect("known");
+        assert_eq!(p.status, Status::Succeeded);
+    }
+    let took = start.elapsed();
+    // 1000 / 100 = 10 rounds of exactly 10 s each.
+    assert!(took >= 100 * S && took < 101 * S, "took {took:?}");
+    let stats = queue.stats();
+    assert_eq!(
+        (stats.succeeded_total, stats.queued, stats.processing),
+        (1000, 0, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn capacity_overflow_fails_fast_with_queue_full_and_a_retry_hint() {
+    let (queue, _) = queue(QueueConfig::default().capacity(2).concurrency(1));
+    let a = queue.submit(Script::ok(10_000)).await.expect("slot 1");
+    queue.submit(Script::ok(10_000)).await.expect("slot 2");
+    match queue.submit(Script::ok(1)).await {
+        Err(Error::QueueFull {
+            capacity,
+            retry_after,
+        }) => {
+            assert_eq!(capacity, 2);
+            assert!(retry_after >= S, "retry_after {retry_after:?}");
+        }
+        other => panic!("expected QueueFull, got {other:?}"),
+    }
+    assert_eq!(queue.stats().rejected_total, 1);
+    // A finished prediction frees its slot.
+    queue.wait(a, None).await.expect("known");
+    queue
+        .submit(Script::ok(1))
+        .await
+        .expect("a slot is free again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_while_queued_means_it_never_runs() {
+    let (queue, model) = queue(QueueConfig::default().concurrency(1));
+    let a = queue.submit(Script::ok(10_000)).await.expect("admitted");
+    let b = queue.submit(Script::ok(10_000)).await.expect("admitted");
+    tokio::time::sleep(S).await;
+    let canceled = queue.cancel(b).await.expect("known");
+    assert_eq!(canceled.status, Status::Canceled);
+    assert_eq!(canceled.started_at, None);
+    assert_eq!(
+        queue.wait(a, None).await.expect("known").status,
+        Status::Succeeded
+    );
+    tokio::time::sleep(60 * S).await;
+    assert_eq!(
+        model.started.load(Ordering::SeqCst),
+        1,
+        "b must never start"
+    );
+    let stats = queue.stats();
+    assert_eq!(
+        (stats.canceled_total, stats.succeeded_total, stats.queued),
+        (1, 1, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_while_processing_drops_the_model_future() {
+    let (queue, model) = queue(QueueConfig::default());
+    let id = queue.submit(Script::ok(10_000)).await.expect("admitted");
+    tokio::time::sleep(2 * S).await;
+    assert_eq!(
+        queue.get(id).await.expect("known").status,
+        Status::Processing
+    );
+    let p = queue.cancel(id).await.expect("known");
+    assert_eq!(p.status, Status::Canceled);
+    assert!(p.started_at.is_some());
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        model.dropped_unfinished.load(Ordering::SeqCst),
+        1,
+        "future dropped mid-sleep"
+    );
+    // Canceling again reports the terminal status it already has.
+    assert_eq!(
+        queue.cancel(id).await.expect("known").status,
+        Status::Canceled
+    );
+    assert_eq!(queue.stats().processing, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_after_success_keeps_the_success() {
+    let (queue, _) = queue(QueueConfig::default());
+    let id = queue.submit(Script::ok(10)).await.expect("admitted");
+    queue.wait(id, None).await.expect("known");
+    let p = queue.cancel(id).await.expect("known");
+    assert_eq!(p.status, Status::Succeeded);
+    assert_eq!(p.output.as_deref(), Some(&10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_while_queued_fails_without_running() {
+    let config = QueueConfig::default().concurrency(1).deadline(Some(5 * S));
+    let (queue, model) = queue(config);
+    let a = queue.submit(Script::ok(10_000)).await.expect("admitted");
+    let b = queue.submit(Script::ok(1)).await.expect("admitted");
+    let start = Instant::now();
+    let pb = queue.wait(b, None).await.expect("known");
+    assert_eq!(start.elapsed(), 5 * S);
+    assert_eq!(pb.status, Status::Failed);
+    let err = pb.error.expect("failed has an error");
+    assert_eq!(err.kind, FailureKind::Timeout);
+    assert!(err.message.contains("queued"), "{}", err.message);
+    assert_eq!(pb.started_at, None);
+    // a was processing and also passes its 5 s deadline.
+    let pa = queue.wait(a, None).await.expect("known");
+    assert_eq!(pa.error.expect("timed out").kind, FailureKind::Timeout);
+    assert_eq!(model.started.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_while_processing_stops_the_model() {
+    let (queue, model) = queue(QueueConfig::default().deadline(Some(5 * S)));
+    let p = queue.predict(Script::ok(10_000)).await.expect("admitted");
+    assert_eq!(p.status, Status::Failed);
+    let err = p.error.expect("failed has an error");
+    assert_eq!(err.kind, FailureKind::Timeout);
+    assert!(err.message.contains("processing"), "{}", err.message);
+    assert_eq!(p.predict_time, Some(5 * S));
+    assert_eq!(model.dropped_unfinished.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn finished_predictions_expire_after_the_ttl() {
+    let (queue, _) = queue(QueueConfig::default().result_ttl(60 * S));
+    let id = queue.submit(Script::ok(1000)).await.expect("admitted");
+    queue.wait(id, None).await.expect("known");
+    tokio::time::sleep(59 * S).await;
+    assert_eq!(
+        queue.get(id).await.expect("still retained").status,
+        Status::Succeeded
+    );
+    tokio::time::sleep(2 * S).await;
+    assert_eq!(
+        queue.get(id).await.expect_err("expired"),
+        Error::NotFound(id)
+    );
+    assert_eq!(queue.stats().retained, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unfinished_predictions_never_expire() {
+    let (queue, _) = queue(QueueConfig::default().result_ttl(S));
+    let id = queue.submit(Script::ok(100_000)).await.expect("admitted");
+    tokio::time::sleep(50 * S).await;
+    assert_eq!(
+        queue.get(id).await.expect("running").status,
+        Status::Processing
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_retained_forgets_the_oldest_first() {
+    let (queue, _) = queue(QueueConfig::default().max_retained(3).concurrency(1));
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let id = queue.submit(Script::ok(10)).await.expect("admitted");
+        queue.wait(id, None).await.expect("known");
+        ids.push(id);
+    }
+    for id in &ids[..2] {
+        assert_eq!(
+            queue.get(*id).await.expect_err("evicted"),
+            Error::NotFound(*id)
+        );
+    }
+    for id in &ids[2..] {
+        assert!(queue.get(*id).await.is_ok());
+    }
+    assert_eq!(queue.stats().retained, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_running_predictions_and_refuses_new_ones() {
+    let (queue, _) = queue(QueueConfig::default().concurrency(2));
+    let ids: Vec<PredictionId> = futures_ids(&queue, 3, 10_000).await;
+    let q = queue.clone();
+    let report = tokio::spawn(async move { q.shutdown(60 * S).await });
+    tokio::task::yield_now().await;
+    assert_eq!(queue.submit(Script::ok(1)).await, Err(Error::ShuttingDown));
+    assert!(!queue.is_ready().await);
+    let report = report.await.expect("no panic");
+    assert!(report.drained);
+    assert_eq!(report.canceled, 0);
+    for id in ids {
+        assert_eq!(
+            queue.get(id).await.expect("retained").status,
+            Status::Succeeded
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_cancels_what_outlasts_the_grace_period() {
+    let (queue, model) = queue(QueueConfig::default().concurrency(2));
+    let ids = futures_ids(&queue, 3, 100_000).await;
+    let start = Instant::now();
+    let report = queue.shutdown(5 * S).await;
+    assert_eq!(start.elapsed(), 5 * S);
+    assert!(!report.drained);
+    assert_eq!(report.canceled, 3);
+    for id in ids {
+        assert_eq!(
+            queue.get(id).await.expect("retained").status,
+            Status::Canceled
+        );
+    }
+    assert_eq!(
+        model.dropped_unfinished.load(Ordering::SeqCst),
+        2,
+        "both running ones dropped"
+    );
+    let stats = queue.stats();
+    assert_eq!(
+        (stats.canceled_total, stats.queued, stats.processing),
+        (3, 0, 0)
+    );
+}
+
+async fn futures_ids(queue: &JobQueue<Scripted>, n: usize, ms: u64) -> Vec<PredictionId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(queue.submit(Script::ok(ms)).await.expect("admitted"));
+    }
+    ids
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_model_fails_that_prediction_only() {
+    let (queue, _) = queue(QueueConfig::default().concurrency(1));
+    let bad = queue.predict(Script::panic(10)).await.expect("admitted");
+    assert_eq!(bad.status, Status::Failed);
+    let err = bad.error.expect("failed has an error");
+    assert_eq!(err.kind, FailureKind::Panic);
+    assert!(err.message.contains("scripted panic"), "{}", err.message);
+    let good = queue
+        .predict(Script::ok(10))
+        .await
+        .expect("queue still works");
+    assert_eq!(good.status, Status::Succeeded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_model_error_fails_the_prediction_with_its_message() {
+    let (queue, _) = queue(QueueConfig::default());
+    let p = queue.predict(Script::fail(10)).await.expect("admitted");
+    assert_eq!(p.status, Status::Failed);
+    let err = p.error.expect("failed has an error");
+    assert_eq!(
+        (err.kind, err.message.as_str()),
+        (FailureKind::Model, "scripted failure")
+    );
+    assert_eq!(queue.stats().failed_total, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_with_a_timeout_returns_the_unfinished_snapshot() {
+    let (queue, _) = queue(QueueConfig::default());
+    let id = queue.submit(Script::ok(10_000)).await.expect("admitted");
+    let start = Instant::now();
+    let p = queue.wait(id, Some(3 * S)).await.expect("known");
+    assert_eq!(start.elapsed(), 3 * S);
+    assert_eq!(p.status, Status::Processing);
+    let p = queue.wait(id, Some(60 * S)).await.expect("known");
+    assert_eq!(p.status, Status::Succeeded);
+    assert_eq!(
+        start.elapsed(),
+        10 * S,
+        "woken at completion, not at the timeout"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_ids_are_not_found() {
+    let (queue, _) = queue(QueueConfig::default());
+    let id = PredictionId::new_v4();
+    assert_eq!(
+        queue.get(id).await.expect_err("unknown"),
+        Error::NotFound(id)
+    );
+    assert_eq!(
+        queue.cancel(id).await.expect_err("unknown"),
+        Error::NotFound(id)
+    );
+    assert!(queue.subscribe(id).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn snapshots_carry_times_and_model_time() {
+    let (queue, _) = queue(QueueConfig::default().concurrency(1));
+    let _a = queue.submit(Script::ok(2000)).await.expect("admitted");
+    let b = queue.submit(Script::ok(3000)).await.expect("admitted");
+    let p = queue.wait(b, None).await.expect("known");
+    assert_eq!(p.queue_time, Some(2 * S));
+    assert_eq!(p.predict_time, Some(3 * S));
+    let started = p.started_at.expect("started");
+    let completed = p.completed_at.expect("completed");
+    assert_eq!(
+        started.duration_since(p.created_at).expect("ordered"),
+        2 * S
+    );
+    assert_eq!(completed.duration_since(started).expect("ordered"), 3 * S);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subscription_reports_every_status_in_order_then_ends() {
+    let (queue, _) = queue(QueueConfig::default().concurrency(1));
+    let _first = queue.submit(Script::ok(1000)).await.expect("admitted");
+    let id = queue.submit(Script::ok(1000)).await.expect("admitted");
+    let mut sub = queue.subscribe(id).await.expect("known");
+    let mut seen = Vec::new();
+    while let Some(p) = sub.next().await {
+        seen.push(p.status);
+    }
+    assert_eq!(
+        seen,
+        [Status::Queued, Status::Processing, Status::Succeeded]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_subscription_still_reports_the_processing_step() {
+    let (queue, _) = queue(QueueConfig::default());
+    let id = queue.submit(Script::ok(1000)).await.expect("admitted");
+    let mut sub = queue.subscribe(id).await.expect("known");
+    assert_eq!(sub.next().await.map(|p| p.status), Some(Status::Queued));
+    // Let it finish before looking again: the processing step happened unseen.
+    tokio::time::sleep(5 * S).await;
+    assert_eq!(sub.next().await.map(|p| p.status), Some(Status::Processing));
+    let last = sub.next().await.expect("terminal event");
+    assert_eq!(last.status, Status::Succeeded);
+    assert_eq!(last.output.as_deref(), Some(&1000));
+    assert!(sub.next().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_configs_are_refused() {
+    let model = Scripted::default();
+    let err = JobQueue::new(model.clone(), QueueConfig::default().capacity(0))
+        .expect_err("zero capacity");
+    assert!(matches!(err, Error::InvalidConfig(_)));
+    let err =
+        JobQueue::new(model, QueueConfig::default().concurrency(0)).expect_err("zero concurrency");
+    assert!(matches!(err, Error::InvalidConfig(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn predictions_start_in_admission_order() {
+    let (queue, _) = queue(QueueConfig::default().concurrency(1));
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(queue.submit(Script::ok(1000)).await.expect("admitted"));
+    }
+    let mut starts = Vec::new();
+    for id in ids {
+        starts.push(
+            queue
+                .wait(id, None)
+                .await
+                .expect("known")
+                .started_at
+                .expect("ran"),
+        );
+    }
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "FIFO: {starts:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_observer_hears_every_terminal_transition() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<Status>>>);
+    impl mockpredict_core::Observer for Log {
+        fn on_finish(&self, f: &mockpredict_core::backend::Finished) {
+            self.0.lock().expect("not poisoned").push(f.status);
+        }
+    }
+    let log = Log::default();
+    let queue = JobQueue::builder(Scripted::default())
+        .observer(log.clone())
+        .build()
+        .expect("valid");
+    queue.predict(Script::ok(1)).await.expect("admitted");
+    queue.predict(Script::fail(1)).await.expect("admitted");
+    let id = queue.submit(Script::ok(1000)).await.expect("admitted");
+    queue.cancel(id).await.expect("known");
+    assert_eq!(
+        *log.0.lock().expect("not poisoned"),
+        [Status::Succeeded, Status::Failed, Status::Canceled]
+    );
+}
