@@ -1,1 +1,2 @@
+//! The `mockpredict-server` binary (being built).
 fn main() {}

@@ -1,0 +1,607 @@
+//! A typed async client for the server's HTTP API (the protocol's other half, built on
+//! the same [`wire`](crate::wire) types), over hyper-util's HTTP/1 client.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use mockpredict_core::{MockOutput, PredictionId};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::wire::{Accepted, ErrorBody, Health, PredictRequest, PredictionBody, RootInfo};
+
+/// The boxed cause of a transport failure (connection refused, DNS, reset...).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result type of every client call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a client call failed. Every variant names the URL it was calling.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The base URL is not an `http://host[:port][/prefix]` URL.
+    #[error("invalid server URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The request never got an HTTP answer: connection refused, DNS failure, reset.
+    /// The cause chain (`{:#}` with anyhow, or [`std::error::Error::source`]) says which.
+    #[error("could not reach the server at {url}")]
+    Connect {
+        /// The URL called.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: BoxError,
+    },
+    /// No answer within the client's time limit.
+    #[error("no answer from {url} within {}", humantime::format_duration(*after))]
+    Timeout {
+        /// The URL called.
+        url: String,
+        /// The limit that passed.
+        after: Duration,
+    },
+    /// 401: the server requires a bearer token and none, or the wrong one, was sent.
+    #[error("{url} refused the request (401 unauthorized): {message}; check the API token")]
+    Unauthorized {
+        /// The URL called.
+        url: String,
+        /// The server's message.
+        message: String,
+    },
+    /// 404: unknown or expired prediction ID (or unknown route).
+    #[error("{url}: not found (404): {message}")]
+    NotFound {
+        /// The URL called.
+        url: String,
+        /// The server's message.
+        message: String,
+    },
+    /// 429: the server's queue is full.
+    #[error("{url}: the server's queue is full (429): {message}{}",
+        retry_after.map(|d| format!("; retry after {}s", d.as_secs())).unwrap_or_default())]
+    QueueFull {
+        /// The URL called.
+        url: String,
+        /// The server's `Retry-After` hint.
+        retry_after: Option<Duration>,
+        /// The server's message.
+        message: String,
+    },
+    /// Any other error status, with the server's error body.
+    #[error("{url}: HTTP {status}: {message}")]
+    Status {
+        /// The URL called.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The server's `error_type`, when its body had one.
+        error_type: Option<String>,
+        /// The server's message (or the raw body).
+        message: String,
+    },
+    /// The server answered something this client does not understand.
+    #[error("bad response from {url}: {reason}")]
+    BadResponse {
+        /// The URL called.
+        url: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+/// What a synchronous prediction request got back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncOutcome<I, O> {
+    /// 200: it finished (check [`status`](PredictionBody::status): a failed prediction
+    /// is an answer too).
+    Finished(PredictionBody<I, O>),
+    /// 202: it outlasted the wait; poll or [`wait`](Client::wait) on its ID.
+    Pending(Accepted),
+}
+
+/// A typed client for a mockpredict server.
+///
+/// `I` and `O` are the served model's input and output types; [`Client::new`] is for
+/// the mock (`String` in, [`MockOutput`] out), [`Client::for_model`] for any other.
+/// The handle is cheap to clone and reuses connections (HTTP/1.1 keep-alive).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), mockpredict_server::client::Error> {
+/// use std::time::Duration;
+/// use mockpredict_server::client::Client;
+///
+/// let client = Client::new("http://127.0.0.1:8000")?.with_token("s3cret");
+/// let id = client.predict_async(&"a photo of a cat".to_owned()).await?;
+/// let done = client.wait(id, Some(Duration::from_secs(60))).await?;
+/// if let Some(out) = done.output {
+///     println!("{id}: {}", out.result);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct Client<I = String, O = MockOutput> {
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+    /// `http://host:port` plus any path prefix, without a trailing slash.
+    base: String,
+    token: Option<HeaderValue>,
+    timeout: Duration,
+    long_poll: Duration,
+    _types: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O> Clone for Client<I, O> {
+    fn clone(&self) -> Self {
+        Self {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token: self.token.clone(),
+            timeout: self.timeout,
+            long_poll: self.long_poll,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<I, O> std::fmt::Debug for Client<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: show only whether there is one.
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("long_poll", &self.long_poll)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client for a server running the mock model.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] unless `base_url` is `http://host[:port][/prefix]`
+    /// (`https` is refused: this client has no TLS).
+    pub fn new(base_url: &str) -> Result<Self> {
+        Self::for_model(base_url)
+    }
+}
+
+impl<I, O> Client<I, O> {
+    /// A client for a server serving a model with input `I` and output `O`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::new`].
+    pub fn for_model(base_url: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidUrl {
+            url: base_url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let uri: Uri = base_url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(invalid(
+                    "https is not supported: this client speaks plain HTTP (no TLS); \
+                     put a TLS-terminating proxy in front or use http://",
+                ));
+            }
+            Some(other) => return Err(invalid(&format!("unsupported scheme {other:?}"))),
+            None => return Err(invalid("missing scheme; expected http://host:port")),
+        }
+        if uri.authority().is_none() {
+            return Err(invalid("missing host"));
+        }
+        if uri.query().is_some() {
+            return Err(invalid("a base URL takes no query string"));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        connector.set_nodelay(true);
+        Ok(Self {
+            http: HyperClient::builder(TokioExecutor::new()).build(connector),
+            base: base_url.trim_end_matches('/').to_owned(),
+            token: None,
+            timeout: Duration::from_secs(30),
+            long_poll: Duration::from_secs(30),
+            _types: PhantomData,
+        })
+    }
+
+    /// Sends `Authorization: Bearer <token>` on every request.
+    ///
+    /// A token that is not a valid header value (a newline, say) is sent as nothing,
+    /// so the server answers 401 rather than the client failing elsewhere.
+    #[must_use]
+    pub fn with_token(mut self, token: impl AsRef<str>) -> Self {
+        self.token = HeaderValue::from_str(&format!("Bearer {}", token.as_ref()))
+            .ok()
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+        self
+    }
+
+    /// How long a request may take beyond any server-side wait it asked for
+    /// (default 30 s).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The longest single long-poll request [`wait`](Self::wait) makes (default 30 s);
+    /// longer waits are a loop of these. Keep it under the server's long-poll cap.
+    #[must_use]
+    pub fn with_long_poll(mut self, long_poll: Duration) -> Self {
+        self.long_poll = long_poll.max(Duration::from_millis(100));
+        self
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /`: the server's message, version and model.
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`].
+    pub async fn info(&self) -> Result<RootInfo> {
+        let (url, status, _, body) = self.send(Method::GET, "/", None, None, None).await?;
+        expect(&url, status, &body, &[StatusCode::OK])?;
+        decode(&url, &body)
+    }
+
+    /// `GET /healthz`: whether the process is alive.
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`].
+    pub async fn health(&self) -> Result<Health> {
+        let (url, status, _, body) = self.send(Method::GET, "/healthz", None, None, None).await?;
+        expect(&url, status, &body, &[StatusCode::OK])?;
+        decode(&url, &body)
+    }
+
+    /// `GET /readyz`: `true` when the server accepts predictions, `false` while it
+    /// drains or its backend is unreachable (503).
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`]; a 503 is `Ok(false)`, not an error.
+    pub async fn ready(&self) -> Result<bool> {
+        let (url, status, _, body) = self.send(Method::GET, "/readyz", None, None, None).await?;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            return Ok(false);
+        }
+        expect(&url, status, &body, &[StatusCode::OK])?;
+        Ok(true)
+    }
+
+    /// `GET /predictions/predict/{id}`: the prediction now, finished or not.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for an unknown or expired ID; see [`Error`].
+    pub async fn get(&self, id: PredictionId) -> Result<PredictionBody<I, O>>
+    where
+        I: DeserializeOwned,
+        O: DeserializeOwned,
+    {
+        self.poll(id, None).await
+    }
+
+    /// Waits until the prediction finishes or `timeout` passes (`None`: no limit) and
+    /// returns it then; check [`PredictionBody::is_finished`] to tell the two apart.
+    ///
+    /// Uses the server's long-poll (`?wait=`), one request per
+    /// [`long_poll`](Self::with_long_poll) period, so nothing spins while it waits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for an unknown or expired ID; see [`Error`].
+    pub async fn wait(
+        &self,
+        id: PredictionId,
+        timeout: Option<Duration>,
+    ) -> Result<PredictionBody<I, O>>
+    where
+        I: DeserializeOwned,
+        O: DeserializeOwned,
+    {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let chunk = match deadline {
+                Some(d) => d
+                    .saturating_duration_since(Instant::now())
+                    .min(self.long_poll),
+                None => self.long_poll,
+            };
+            let asked = Instant::now();
+            let body = self.poll(id, Some(chunk)).await?;
+            if body.is_finished() || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(body);
+            }
+            // A server that answers well before the wait it was asked for (an old
+            // server without long-poll, or a lower cap) must not turn this into a
+            // tight loop: back off between such early answers.
+            if asked.elapsed() < chunk / 2 {
+                let pause = match deadline {
+                    Some(d) => backoff.min(d.saturating_duration_since(Instant::now())),
+                    None => backoff,
+                };
+                tokio::time::sleep(pause).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+
+    /// `POST /predictions/predict/{id}/cancel`: the prediction after the cancel
+    /// (`canceled`, or the terminal status it had already reached).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for an unknown or expired ID; see [`Error`].
+    pub async fn cancel(&self, id: PredictionId) -> Result<PredictionBody<I, O>>
+    where
+        I: DeserializeOwned,
+        O: DeserializeOwned,
+    {
+        let path = format!("/predictions/predict/{id}/cancel");
+        let (url, status, _, body) = self.send(Method::POST, &path, None, None, None).await?;
+        expect(&url, status, &body, &[StatusCode::OK])?;
+        decode(&url, &body)
+    }
+
+    /// Submits a prediction in async mode and returns its ID at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueFull`] when the server's queue is full; see [`Error`].
+    pub async fn predict_async(&self, input: &I) -> Result<PredictionId>
+    where
+        I: Serialize,
+    {
+        let body = encode(&self.base, input)?;
+        let (url, status, _, body) = self
+            .send(
+                Method::POST,
+                "/predictions/predict?async_mode=true",
+                Some(body),
+                None,
+                None,
+            )
+            .await?;
+        expect(&url, status, &body, &[StatusCode::ACCEPTED])?;
+        let accepted: Accepted = decode(&url, &body)?;
+        Ok(accepted.prediction_id)
+    }
+
+    /// Submits a prediction in sync mode: the server holds the request until it
+    /// finishes or `wait` passes (`None`: the server's sync limit, 60 s by default).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueFull`] when the server's queue is full; see [`Error`].
+    pub async fn predict_sync(&self, input: &I, wait: Option<Duration>) -> Result<SyncOutcome<I, O>>
+    where
+        I: Serialize + DeserializeOwned,
+        O: DeserializeOwned,
+    {
+        let body = encode(&self.base, input)?;
+        let prefer = wait.map(|w| format!("wait={}", w.as_secs().max(1)));
+        // Without a wait of our own the server's limit bounds the request.
+        let limit = wait.map(|w| w + self.timeout);
+        let (url, status, _, body) = self
+            .send(
+                Method::POST,
+                "/predictions/predict?async_mode=false",
+                Some(body),
+                prefer.as_deref(),
+                Some(limit),
+            )
+            .await?;
+        expect(&url, status, &body, &[StatusCode::OK, StatusCode::ACCEPTED])?;
+        if status == StatusCode::OK {
+            Ok(SyncOutcome::Finished(decode(&url, &body)?))
+        } else {
+            Ok(SyncOutcome::Pending(decode(&url, &body)?))
+        }
+    }
+
+    async fn poll(&self, id: PredictionId, wait: Option<Duration>) -> Result<PredictionBody<I, O>>
+    where
+        I: DeserializeOwned,
+        O: DeserializeOwned,
+    {
+        let path = match wait {
+            Some(w) if !w.is_zero() => {
+                format!("/predictions/predict/{id}?wait={:.3}", w.as_secs_f64())
+            }
+            _ => format!("/predictions/predict/{id}"),
+        };
+        let limit = Some(wait.unwrap_or_default() + self.timeout);
+        let (url, status, _, body) = self
+            .send(Method::GET, &path, None, None, Some(limit))
+            .await?;
+        expect(&url, status, &body, &[StatusCode::OK, StatusCode::ACCEPTED])?;
+        decode(&url, &body)
+    }
+
+    /// Sends one request and reads the whole answer. `limit`: `None` for the default
+    /// timeout, `Some(None)` for none, `Some(Some(d))` for `d`.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Bytes>,
+        prefer: Option<&str>,
+        limit: Option<Option<Duration>>,
+    ) -> Result<(String, StatusCode, http::HeaderMap, Bytes)> {
+        let url = format!("{}{}", self.base, path);
+        let uri: Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| Error::InvalidUrl {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(token) = &self.token {
+            req = req.header(AUTHORIZATION, token.clone());
+        }
+        if let Some(prefer) = prefer {
+            req = req.header("prefer", prefer);
+        }
+        let body = match json {
+            Some(bytes) => {
+                req = req.header(CONTENT_TYPE, "application/json");
+                Full::new(bytes)
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let req = req.body(body).map_err(|e| Error::InvalidUrl {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let exchange = async {
+            let resp = self.http.request(req).await.map_err(|e| Error::Connect {
+                url: url.clone(),
+                source: Box::new(e),
+            })?;
+            let (parts, body) = resp.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| Error::Connect {
+                    url: url.clone(),
+                    source: Box::new(e),
+                })?
+                .to_bytes();
+            Ok::<_, Error>((parts.status, parts.headers, bytes))
+        };
+        let limit = limit.unwrap_or(Some(self.timeout));
+        let (status, headers, bytes) = match limit {
+            Some(limit) => {
+                tokio::time::timeout(limit, exchange)
+                    .await
+                    .map_err(|_| Error::Timeout {
+                        url: url.clone(),
+                        after: limit,
+                    })??
+            }
+            None => exchange.await?,
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(Error::QueueFull {
+                message: error_message(&bytes).0,
+                url,
+                retry_after,
+            });
+        }
+        Ok((url, status, headers, bytes))
+    }
+}
+
+fn encode<I: Serialize>(base: &str, input: &I) -> Result<Bytes> {
+    serde_json::to_vec(&PredictRequest { input })
+        .map(Bytes::from)
+        .map_err(|e| Error::BadResponse {
+            url: base.to_owned(),
+            reason: format!("could not encode the input as JSON: {e}"),
+        })
+}
+
+/// The server's `(error, error_type)` from an error body, or the raw text.
+fn error_message(body: &[u8]) -> (String, Option<String>) {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => (e.error, Some(e.error_type).filter(|t| !t.is_empty())),
+        Err(_) => (String::from_utf8_lossy(body).trim().to_owned(), None),
+    }
+}
+
+/// Turns any status not in `ok` into the matching [`Error`].
+fn expect(url: &str, status: StatusCode, body: &[u8], ok: &[StatusCode]) -> Result<()> {
+    if ok.contains(&status) {
+        return Ok(());
+    }
+    let (message, error_type) = error_message(body);
+    let url = url.to_owned();
+    Err(match status {
+        StatusCode::UNAUTHORIZED => Error::Unauthorized { url, message },
+        StatusCode::NOT_FOUND => Error::NotFound { url, message },
+        s if s.is_success() => Error::BadResponse {
+            url,
+            reason: format!("unexpected status {s}"),
+        },
+        s => Error::Status {
+            url,
+            status: s.as_u16(),
+            error_type,
+            message,
+        },
+    })
+}
+
+fn decode<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| Error::BadResponse {
+        url: url.to_owned(),
+        reason: format!("unexpected JSON body: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_must_be_plain_http() {
+        assert!(Client::new("http://127.0.0.1:8000/").is_ok());
+        assert!(matches!(
+            Client::new("https://example.com"),
+            Err(Error::InvalidUrl { reason, .. }) if reason.contains("no TLS")
+        ));
+        assert!(matches!(
+            Client::new("localhost:8000"),
+            Err(Error::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            Client::new("not a url"),
+            Err(Error::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn trailing_slash_is_trimmed_and_token_is_redacted() {
+        let c = Client::new("http://h:1/api/")
+            .expect("valid")
+            .with_token("secret");
+        assert_eq!(c.base_url(), "http://h:1/api");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+}
