@@ -1,0 +1,277 @@
+//! Client mode: every command against a mockpredict server, through the server
+//! crate's typed [`Client`], so the HTTP protocol is defined in one place.
+//!
+//! Every client error becomes a [`ServerError`], which `main` reports with exit code
+//! 3 and a hint for the cases a user can fix (no server running, a missing or wrong
+//! token, an unknown ID, a full queue).
+
+use std::fmt;
+use std::time::Duration;
+
+use mockpredict_core::{MockOutput, PredictionId, Status};
+use mockpredict_server::client::{self, Client, SyncOutcome};
+use mockpredict_server::wire::PredictionBody;
+
+use crate::config::Server;
+use crate::outcome::{Exit, View, print_final, print_status};
+use crate::output::Printer;
+
+type Body = PredictionBody<String, MockOutput>;
+
+/// A failure to reach the server, or its refusal: exit code 3.
+#[derive(Debug)]
+pub(crate) enum ServerError {
+    /// The client call failed; `token_sent` picks the right 401 hint.
+    Client {
+        source: client::Error,
+        token_sent: bool,
+    },
+    /// The server is up but answers 503 on `/readyz`.
+    NotReady { url: String },
+}
+
+// Displays and chains exactly like the client's error (no extra link in `{:#}`): the
+// wrapper exists only to carry the exit code and the hint.
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Client { source, .. } => fmt::Display::fmt(source, f),
+            ServerError::NotReady { url } => write!(
+                f,
+                "{url} is alive but not ready (503 on /readyz): it is draining or its backend \
+                 is unreachable"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServerError::Client { source, .. } => std::error::Error::source(source),
+            ServerError::NotReady { .. } => None,
+        }
+    }
+}
+
+impl ServerError {
+    /// What the user can do about it, when there is something.
+    pub(crate) fn hint(&self) -> Option<String> {
+        let ServerError::Client { source, token_sent } = self else {
+            return None;
+        };
+        Some(match source {
+            client::Error::Connect { .. } => "is the server running at that address? start one \
+                 with `mockpredict-server`, or check --server / MOCKPREDICT_SERVER"
+                .to_owned(),
+            client::Error::Unauthorized { .. } if *token_sent => "the server rejected the token: \
+                 check --token / MOCKPREDICT_API_TOKEN against the server's API token"
+                .to_owned(),
+            client::Error::Unauthorized { .. } => "the server requires an API token: pass \
+                 --token TOKEN or set MOCKPREDICT_API_TOKEN"
+                .to_owned(),
+            client::Error::NotFound { .. } => "no prediction with that ID on this server: it \
+                 never existed, or its result expired (servers keep results for a limited time)"
+                .to_owned(),
+            client::Error::QueueFull { retry_after, .. } => match retry_after {
+                Some(after) => format!(
+                    "the server is at capacity; try again in {}s",
+                    after.as_secs().max(1)
+                ),
+                None => "the server is at capacity; try again later".to_owned(),
+            },
+            client::Error::Timeout { .. } => {
+                "the server accepted the connection but did not answer in time".to_owned()
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Calls through the client, turning its errors into [`ServerError`].
+struct Remote {
+    client: Client,
+    token_sent: bool,
+}
+
+impl Remote {
+    fn new(server: &Server) -> Result<Self, ServerError> {
+        let token_sent = server.token.is_some();
+        let client = Client::new(&server.url)
+            .map_err(|source| ServerError::Client { source, token_sent })?;
+        let client = match &server.token {
+            Some(token) => client.with_token(token),
+            None => client,
+        };
+        Ok(Self { client, token_sent })
+    }
+
+    fn err(&self, source: client::Error) -> ServerError {
+        ServerError::Client {
+            source,
+            token_sent: self.token_sent,
+        }
+    }
+}
+
+/// `predict` against a server: sync (holding the request, then long-polling if the
+/// server hands back an ID) or `--async` (print the ID and exit).
+///
+/// # Errors
+///
+/// [`ServerError`] when the server cannot be reached or refuses; stdout failures.
+pub(crate) async fn predict(
+    printer: &mut Printer,
+    server: &Server,
+    input: String,
+    detach: bool,
+) -> anyhow::Result<Exit> {
+    let remote = Remote::new(server)?;
+    let client = &remote.client;
+    if detach {
+        let id = client
+            .predict_async(&input)
+            .await
+            .map_err(|e| remote.err(e))?;
+        if printer.json() {
+            // The submission answer carries only the ID; the prediction's own body
+            // is the full JSON a script wants (and what `status` prints).
+            let body = client.get(id).await.map_err(|e| remote.err(e))?;
+            printer.json_line(&to_json(&body))?;
+        } else {
+            printer.line(id)?;
+        }
+        return Ok(Exit::Success);
+    }
+    printer.start_spinner(format!("waiting for {}", server.url));
+    let body = match client
+        .predict_sync(&input, None)
+        .await
+        .map_err(|e| remote.err(e))?
+    {
+        SyncOutcome::Finished(body) => body,
+        SyncOutcome::Pending(accepted) => {
+            // It outlasted the server's sync limit: keep waiting on the ID.
+            let id = accepted.prediction_id;
+            printer.spinner_message(format!("{id} {}", accepted.status));
+            client.wait(id, None).await.map_err(|e| remote.err(e))?
+        }
+    };
+    printer.stop_spinner();
+    Ok(print_final(printer, &view(&body), Some(&to_json(&body)))?)
+}
+
+/// `status ID`.
+///
+/// # Errors
+///
+/// [`ServerError`] when the server cannot be reached or refuses; stdout failures.
+pub(crate) async fn status(
+    printer: &mut Printer,
+    server: &Server,
+    id: PredictionId,
+) -> anyhow::Result<Exit> {
+    let remote = Remote::new(server)?;
+    let body = remote.client.get(id).await.map_err(|e| remote.err(e))?;
+    Ok(print_status(printer, &view(&body), &to_json(&body))?)
+}
+
+/// `wait ID [--timeout]`: the client's long-poll loop, never a tight polling loop.
+///
+/// # Errors
+///
+/// [`ServerError`] when the server cannot be reached or refuses; stdout failures.
+pub(crate) async fn wait(
+    printer: &mut Printer,
+    server: &Server,
+    id: PredictionId,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Exit> {
+    let remote = Remote::new(server)?;
+    printer.start_spinner(format!("{id} waiting"));
+    let body = remote
+        .client
+        .wait(id, timeout)
+        .await
+        .map_err(|e| remote.err(e))?;
+    printer.stop_spinner();
+    Ok(print_final(printer, &view(&body), Some(&to_json(&body)))?)
+}
+
+/// `cancel ID`: succeeds when the server accepted the cancel, whatever status the
+/// prediction had already reached (that status is printed).
+///
+/// # Errors
+///
+/// [`ServerError`] when the server cannot be reached or refuses; stdout failures.
+pub(crate) async fn cancel(
+    printer: &mut Printer,
+    server: &Server,
+    id: PredictionId,
+) -> anyhow::Result<Exit> {
+    let remote = Remote::new(server)?;
+    let body = remote.client.cancel(id).await.map_err(|e| remote.err(e))?;
+    if printer.json() {
+        printer.json_line(&to_json(&body))?;
+    } else if body.status == Status::Canceled {
+        printer.line(format_args!("{id} canceled"))?;
+    } else {
+        printer.line(format_args!(
+            "{id} had already {}; nothing to cancel",
+            body.status
+        ))?;
+    }
+    Ok(Exit::Success)
+}
+
+/// `health`: alive (`/healthz`) and ready (`/readyz`).
+///
+/// # Errors
+///
+/// [`ServerError`] when the server cannot be reached, refuses, or is not ready.
+pub(crate) async fn health(printer: &mut Printer, server: &Server) -> anyhow::Result<Exit> {
+    let remote = Remote::new(server)?;
+    let health = remote.client.health().await.map_err(|e| remote.err(e))?;
+    let ready = remote.client.ready().await.map_err(|e| remote.err(e))?;
+    if printer.json() {
+        let mut json = serde_json::to_value(&health)?;
+        json["ready"] = ready.into();
+        printer.json_line(&json)?;
+    }
+    if !ready {
+        return Err(ServerError::NotReady {
+            url: server.url.clone(),
+        }
+        .into());
+    }
+    if !printer.json() {
+        printer.line(format_args!("{}: {} and ready", server.url, health.status))?;
+    }
+    Ok(Exit::Success)
+}
+
+/// The JSON the server sent for a prediction, re-serialized from its wire type.
+pub(crate) fn to_json(body: &Body) -> serde_json::Value {
+    serde_json::to_value(body).expect("wire bodies serialize: string keys, no maps")
+}
+
+fn view(body: &Body) -> View {
+    View {
+        id: body.prediction_id,
+        status: body.status,
+        input: Some(body.input.clone()),
+        result: body.output.as_ref().map(|o| o.result.clone()),
+        error: body.error.as_ref().map(|e| e.message.clone()),
+        created_at: Some(humantime::format_rfc3339_millis(body.created_at).to_string()),
+        started_at: body
+            .started_at
+            .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        completed_at: body
+            .completed_at
+            .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        predict_time: body
+            .metrics
+            .predict_time
+            .and_then(|s| Duration::try_from_secs_f64(s).ok()),
+    }
+}
