@@ -1,6 +1,7 @@
 //! In-process mode: the mock model on a [`JobQueue`] inside this process, followed
 //! through [`JobQueue::subscribe`], so the spinner and `--async` status lines show the
-//! real `queued → processing → succeeded` transitions, not a guess.
+//! real `queued → processing → succeeded` transitions, not a guess. `--json` prints
+//! the server's wire type, [`PredictionBody`], so scripts read both modes alike.
 
 use std::time::SystemTime;
 
@@ -46,10 +47,11 @@ pub(crate) async fn predict(
         let status = snapshot.status;
         if detach {
             if printer.json() {
-                printer.json_line(&to_json(&snapshot))?;
+                printer.json_line(&PredictionBody::from(&snapshot))?;
             } else {
                 printer.note(format_args!(
-                    "{status:<10} after {}",
+                    "{:<10} after {}",
+                    status.as_str(),
                     human_duration(start.elapsed())
                 ));
             }
@@ -60,7 +62,7 @@ pub(crate) async fn predict(
     printer.stop_spinner();
     let last = last.context("the in-process prediction ended without a status")?;
     // In `--async --json` every status, the final one included, is already printed.
-    let json = (!detach).then(|| to_json(&last));
+    let json = (!detach).then(|| PredictionBody::from(&last));
     Ok(print_final(printer, &view(&last), json.as_ref())?)
 }
 
@@ -81,11 +83,4 @@ fn view(p: &MockPrediction) -> View {
         completed_at: p.completed_at.map(timestamp),
         predict_time: p.predict_time,
     }
-}
-
-/// The JSON of an in-process snapshot: the server's own wire type, so scripts read
-/// both modes alike.
-fn to_json(p: &MockPrediction) -> serde_json::Value {
-    serde_json::to_value(PredictionBody::from(p))
-        .expect("wire bodies serialize: string keys, no maps")
 }

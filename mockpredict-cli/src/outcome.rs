@@ -52,7 +52,7 @@ pub(crate) struct View {
 pub(crate) fn print_final(
     printer: &Printer,
     view: &View,
-    json: Option<&serde_json::Value>,
+    json: Option<&impl serde::Serialize>,
 ) -> std::io::Result<Exit> {
     if printer.json() {
         if let Some(json) = json {
@@ -94,7 +94,7 @@ pub(crate) fn print_final(
 pub(crate) fn print_status(
     printer: &Printer,
     view: &View,
-    json: &serde_json::Value,
+    json: &impl serde::Serialize,
 ) -> std::io::Result<Exit> {
     if printer.json() {
         printer.json_line(json)?;

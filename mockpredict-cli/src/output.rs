@@ -48,9 +48,11 @@ impl Printer {
         out.flush()
     }
 
-    /// Prints one JSON object on one line to stdout.
-    pub(crate) fn json_line(&self, value: &serde_json::Value) -> io::Result<()> {
-        self.line(value)
+    /// Prints one JSON object on one line to stdout, its fields in the order the
+    /// type declares them (the server's order), not sorted as a `Value` would be.
+    pub(crate) fn json_line(&self, value: &impl serde::Serialize) -> io::Result<()> {
+        let text = serde_json::to_string(value).map_err(io::Error::other)?;
+        self.line(text)
     }
 
     /// A progress note on stderr (a status change); nothing with `--quiet` or `--json`.

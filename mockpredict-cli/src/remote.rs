@@ -137,7 +137,7 @@ pub(crate) async fn predict(
             // The submission answer carries only the ID; the prediction's own body
             // is the full JSON a script wants (and what `status` prints).
             let body = client.get(id).await.map_err(|e| remote.err(e))?;
-            printer.json_line(&to_json(&body))?;
+            printer.json_line(&body)?;
         } else {
             printer.line(id)?;
         }
@@ -158,7 +158,7 @@ pub(crate) async fn predict(
         }
     };
     printer.stop_spinner();
-    Ok(print_final(printer, &view(&body), Some(&to_json(&body)))?)
+    Ok(print_final(printer, &view(&body), Some(&body))?)
 }
 
 /// `status ID`.
@@ -173,7 +173,7 @@ pub(crate) async fn status(
 ) -> anyhow::Result<Exit> {
     let remote = Remote::new(server)?;
     let body = remote.client.get(id).await.map_err(|e| remote.err(e))?;
-    Ok(print_status(printer, &view(&body), &to_json(&body))?)
+    Ok(print_status(printer, &view(&body), &body)?)
 }
 
 /// `wait ID [--timeout]`: the client's long-poll loop, never a tight polling loop.
@@ -195,7 +195,7 @@ pub(crate) async fn wait(
         .await
         .map_err(|e| remote.err(e))?;
     printer.stop_spinner();
-    Ok(print_final(printer, &view(&body), Some(&to_json(&body)))?)
+    Ok(print_final(printer, &view(&body), Some(&body))?)
 }
 
 /// `cancel ID`: succeeds when the server accepted the cancel, whatever status the
@@ -212,7 +212,7 @@ pub(crate) async fn cancel(
     let remote = Remote::new(server)?;
     let body = remote.client.cancel(id).await.map_err(|e| remote.err(e))?;
     if printer.json() {
-        printer.json_line(&to_json(&body))?;
+        printer.json_line(&body)?;
     } else if body.status == Status::Canceled {
         printer.line(format_args!("{id} canceled"))?;
     } else {
@@ -248,11 +248,6 @@ pub(crate) async fn health(printer: &mut Printer, server: &Server) -> anyhow::Re
         printer.line(format_args!("{}: {} and ready", server.url, health.status))?;
     }
     Ok(Exit::Success)
-}
-
-/// The JSON the server sent for a prediction, re-serialized from its wire type.
-pub(crate) fn to_json(body: &Body) -> serde_json::Value {
-    serde_json::to_value(body).expect("wire bodies serialize: string keys, no maps")
 }
 
 fn view(body: &Body) -> View {
