@@ -27,7 +27,11 @@ fn predict_prints_the_result_alone() {
     assert!(output.status.success(), "{output:?}");
     assert!((100..=10_000).contains(&result_of(&output)));
     // Not a terminal, not async: nothing decorates the result.
-    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// With a seed the result is a function of (seed, input): the same across processes,
@@ -36,7 +40,14 @@ fn predict_prints_the_result_alone() {
 fn a_seed_reproduces_the_result() {
     let run = |seed: &str| {
         let output = mockpredict()
-            .args(["predict", "--latency", "1ms", "--seed", seed, "a photo of a cat"])
+            .args([
+                "predict",
+                "--latency",
+                "1ms",
+                "--seed",
+                seed,
+                "a photo of a cat",
+            ])
             .output()
             .expect("runs");
         assert!(output.status.success(), "{output:?}");
@@ -77,14 +88,26 @@ fn a_dash_reads_the_input_from_stdin() {
 #[test]
 fn json_output_is_the_prediction_body() {
     let args = ["predict", "--latency", "1ms", "--seed", "7", "hello"];
-    let json = mockpredict().args(args).arg("--json").output().expect("runs");
+    let json = mockpredict()
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("runs");
     let text = mockpredict().args(args).output().expect("runs");
     let lines = json_lines(&json);
     assert_eq!(lines.len(), 1, "one object per line");
     let body = &lines[0];
     assert_eq!(body["status"], "succeeded");
-    assert!(body["prediction_id"].as_str().is_some_and(|id| id.len() == 36));
-    assert!(body["created_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(
+        body["prediction_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36)
+    );
+    assert!(
+        body["created_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
     assert!(body["error"].is_null());
     assert_eq!(body["output"]["result"], result_of(&text).to_string());
 }
@@ -102,9 +125,15 @@ fn async_prints_the_id_then_follows_the_statuses() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0].len(), 36, "first line is the ID: {lines:?}");
     assert!(lines[0].parse::<uuid_like::Id>().is_ok(), "{lines:?}");
-    assert!(lines[1].parse::<u32>().is_ok(), "second line is the result: {lines:?}");
+    assert!(
+        lines[1].parse::<u32>().is_ok(),
+        "second line is the result: {lines:?}"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let statuses: Vec<&str> = stderr.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let statuses: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     assert_eq!(statuses, ["queued", "processing", "succeeded"], "{stderr}");
 }
 
@@ -117,10 +146,16 @@ fn async_json_streams_one_object_per_status() {
         .expect("runs");
     assert!(output.status.success(), "{output:?}");
     let lines = json_lines(&output);
-    let statuses: Vec<&str> = lines.iter().map(|l| l["status"].as_str().expect("status")).collect();
+    let statuses: Vec<&str> = lines
+        .iter()
+        .map(|l| l["status"].as_str().expect("status"))
+        .collect();
     assert_eq!(statuses, ["queued", "processing", "succeeded"]);
     let ids: Vec<&serde_json::Value> = lines.iter().map(|l| &l["prediction_id"]).collect();
-    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one prediction: {ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "one prediction: {ids:?}"
+    );
 }
 
 /// `--quiet` leaves only results: no status lines on stderr.
@@ -178,7 +213,11 @@ fn mock_options_with_a_server_are_refused() {
 #[test]
 fn an_unreachable_server_exits_3_naming_url_and_cause() {
     let url = closed_port_url();
-    for args in [&["predict", "x"][..], &["health"], &["status", "67e55044-10b1-426f-9247-bb680e5fe0c8"]] {
+    for args in [
+        &["predict", "x"][..],
+        &["health"],
+        &["status", "67e55044-10b1-426f-9247-bb680e5fe0c8"],
+    ] {
         let output = mockpredict()
             .args(["--server", &url])
             .args(args)
@@ -187,7 +226,10 @@ fn an_unreachable_server_exits_3_naming_url_and_cause() {
         assert_eq!(output.status.code(), Some(3), "{args:?}: {output:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(&url), "{stderr}");
-        assert!(stderr.to_lowercase().contains("connection refused"), "{stderr}");
+        assert!(
+            stderr.to_lowercase().contains("connection refused"),
+            "{stderr}"
+        );
         assert!(stderr.contains("hint:"), "{stderr}");
     }
 }
@@ -227,18 +269,20 @@ fn completions_print_a_script() {
                 .and(predicate::str::contains("predict")),
         );
     for shell in ["zsh", "fish", "powershell"] {
-        mockpredict().args(["completions", shell]).assert().success();
+        mockpredict()
+            .args(["completions", shell])
+            .assert()
+            .success();
     }
 }
 
 /// `--help` documents the exit codes.
 #[test]
 fn help_documents_the_exit_codes() {
-    mockpredict()
-        .arg("--help")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("Exit codes:").and(predicate::str::contains("4  `wait` timed out")));
+    mockpredict().arg("--help").assert().success().stdout(
+        predicate::str::contains("Exit codes:")
+            .and(predicate::str::contains("4  `wait` timed out")),
+    );
 }
 
 /// A reader that goes away (`| head -0`) is not an error: exit 0, nothing on stderr.
