@@ -270,3 +270,48 @@ fn view(body: &Body) -> View {
             .and_then(|s| Duration::try_from_secs_f64(s).ok()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(source: client::Error, token_sent: bool) -> String {
+        ServerError::Client { source, token_sent }
+            .hint()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_401_hint_depends_on_whether_a_token_was_sent() {
+        let unauthorized = || client::Error::Unauthorized {
+            url: "http://h:1/x".into(),
+            message: "missing or invalid API token".into(),
+        };
+        assert!(hint(unauthorized(), false).contains("requires an API token"));
+        assert!(hint(unauthorized(), true).contains("rejected the token"));
+    }
+
+    #[test]
+    fn a_429_hint_carries_the_servers_retry_after() {
+        let full = client::Error::QueueFull {
+            url: "http://h:1/predictions/predict".into(),
+            retry_after: Some(Duration::from_secs(7)),
+            message: "queue is full".into(),
+        };
+        assert!(hint(full, false).contains("try again in 7s"));
+    }
+
+    #[test]
+    fn the_wrapper_adds_no_link_to_the_cause_chain() {
+        let inner = client::Error::NotFound {
+            url: "http://h:1/predictions/predict/x".into(),
+            message: "Prediction ID not found.".into(),
+        };
+        let text = inner.to_string();
+        let err = anyhow::Error::new(ServerError::Client {
+            source: inner,
+            token_sent: false,
+        });
+        assert_eq!(format!("{err:#}"), text);
+    }
+}
