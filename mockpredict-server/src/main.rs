@@ -1,2 +1,283 @@
-//! The `mockpredict-server` binary (being built).
-fn main() {}
+//! The `mockpredict-server` binary: parses flags (each also an env var
+//! `MOCKPREDICT_<NAME>`), installs the tracing subscriber, binds, and runs
+//! [`mockpredict_server::serve`] until SIGTERM or SIGINT.
+//!
+//! Exit codes: 0 after a clean shutdown, 1 when the server cannot start (bad flag
+//! value, address in use), 2 for usage errors (from clap).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use mockpredict_core::{Latency, MockModel, QueueConfig};
+use mockpredict_server::{App, Cors, ServerConfig};
+
+/// Serve slow mock ML predictions over HTTP, synchronously or through a queue.
+///
+/// The original service's API (GET /, POST /predictions/predict, GET
+/// /predictions/predict/{id}) plus cancel, events, health, metrics and OpenAPI. Every
+/// flag can also be set by an environment variable MOCKPREDICT_<FLAG>. Logs go to
+/// stderr; RUST_LOG filters them (default info).
+#[derive(Debug, Parser)]
+#[command(name = "mockpredict-server", version, about, max_term_width = 100)]
+struct Flags {
+    /// Address to listen on; port 0 picks a free port (the log says which).
+    #[arg(long, env = "MOCKPREDICT_BIND", default_value = "127.0.0.1:8000")]
+    bind: String,
+
+    /// Mock model latency: fixed (`250ms`), uniform range (`8s..15s`) or
+    /// `lognormal(median=10s,p99=40s)`-style, as the core parses it.
+    #[arg(long, env = "MOCKPREDICT_LATENCY", default_value = "8s..15s")]
+    latency: Latency,
+
+    /// Seed: makes latency, result and failure a pure function of the input.
+    #[arg(long, env = "MOCKPREDICT_SEED")]
+    seed: Option<u64>,
+
+    /// Share of predictions, in [0, 1], that fail with a model error.
+    #[arg(long, env = "MOCKPREDICT_FAILURE_RATE", default_value_t = 0.0)]
+    failure_rate: f64,
+
+    /// Most predictions running at once.
+    #[arg(long, env = "MOCKPREDICT_CONCURRENCY", default_value_t = 100)]
+    concurrency: usize,
+
+    /// Most predictions queued + processing; beyond it submissions get 429.
+    #[arg(long, env = "MOCKPREDICT_CAPACITY", default_value_t = 10_000)]
+    capacity: usize,
+
+    /// How long finished predictions stay retrievable.
+    #[arg(long, env = "MOCKPREDICT_RESULT_TTL", default_value = "1h")]
+    result_ttl: humantime::Duration,
+
+    /// Longest a prediction may take from admission to end before it fails with a
+    /// timeout (default: no limit).
+    #[arg(long, env = "MOCKPREDICT_DEADLINE")]
+    deadline: Option<humantime::Duration>,
+
+    /// Largest request body (`1048576`, `512KiB`, `1MiB`); larger ones get 413.
+    #[arg(long, env = "MOCKPREDICT_MAX_BODY", default_value = "1MiB", value_parser = parse_bytes)]
+    max_body: usize,
+
+    /// Longest a sync request waits before answering 202 with the prediction ID.
+    #[arg(long, env = "MOCKPREDICT_SYNC_TIMEOUT", default_value = "60s")]
+    sync_timeout: humantime::Duration,
+
+    /// Longest long-poll `?wait=` honoured; longer asks are cut to this.
+    #[arg(long, env = "MOCKPREDICT_MAX_WAIT", default_value = "60s")]
+    max_wait: humantime::Duration,
+
+    /// Require `Authorization: Bearer <token>` on every route but /, /healthz and
+    /// /readyz (default: no auth).
+    #[arg(long, env = "MOCKPREDICT_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+
+    /// Allowed browser origins: `*` (any, the original's behaviour), `off`, or a
+    /// comma-separated list such as `https://app.example,http://localhost:3000`.
+    #[arg(long, env = "MOCKPREDICT_CORS_ORIGIN", default_value = "*")]
+    cors_origin: String,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests and predictions get to finish.
+    #[arg(long, env = "MOCKPREDICT_SHUTDOWN_TIMEOUT", default_value = "30s")]
+    shutdown_timeout: humantime::Duration,
+
+    /// A connection must send its request headers within this, or it is closed.
+    #[arg(long, env = "MOCKPREDICT_HEADER_READ_TIMEOUT", default_value = "10s")]
+    header_read_timeout: humantime::Duration,
+
+    /// Most connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "MOCKPREDICT_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+
+    /// Log format on stderr.
+    #[arg(long, env = "MOCKPREDICT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `1048576`, `512KiB`, `1MiB`, `1GiB`, `64KB` (1000s), `1MB`.
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("expected a byte count such as 1048576 or 1MiB, got {s:?}"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "kb" => 1_000,
+        "m" | "mib" => 1 << 20,
+        "mb" => 1_000_000,
+        "g" | "gib" => 1 << 30,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown byte unit {other:?} (use B, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Everything the flags configure, validated.
+struct Settings {
+    bind: String,
+    model: MockModel,
+    queue: QueueConfig,
+    server: ServerConfig,
+}
+
+impl TryFrom<Flags> for Settings {
+    type Error = anyhow::Error;
+
+    fn try_from(f: Flags) -> anyhow::Result<Self> {
+        let model = MockModel::new()
+            .with_latency(f.latency)
+            .with_optional_seed(f.seed)
+            .with_failure_rate(f.failure_rate)
+            .context("invalid --failure-rate")?;
+        let queue = QueueConfig::default()
+            .capacity(f.capacity)
+            .concurrency(f.concurrency)
+            .result_ttl(f.result_ttl.into())
+            .deadline(f.deadline.map(Duration::from));
+        queue.validate().context("invalid queue flags")?;
+        let cors: Cors = match f.cors_origin.parse() {
+            Ok(cors) => cors,
+            Err(never) => match never {},
+        };
+        let server = ServerConfig::default()
+            .max_body(f.max_body)
+            .sync_timeout(f.sync_timeout.into())
+            .max_wait(f.max_wait.into())
+            .api_token(f.api_token)
+            .cors(cors)
+            .shutdown_timeout(f.shutdown_timeout.into())
+            .header_read_timeout(f.header_read_timeout.into())
+            .max_connections(f.max_connections);
+        Ok(Self {
+            bind: f.bind,
+            model,
+            queue,
+            server,
+        })
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let app = App::new(settings.model, settings.queue, settings.server)?;
+    tracing::info!(
+        %addr,
+        model = "mock",
+        latency = %app.queue().model().latency(),
+        "listening on http://{addr}"
+    );
+    let report = mockpredict_server::serve(listener, app, shutdown_signal()).await?;
+    tracing::info!(
+        drained = report.drained,
+        canceled = report.canceled,
+        "shut down"
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    init_tracing(flags.log_format);
+    let result = Settings::try_from(flags).and_then(|settings| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?
+            .block_on(run(settings))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_parse_with_units() {
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_bytes("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("64KB"), Ok(64_000));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert!(parse_bytes("1XB").is_err());
+        assert!(parse_bytes("MiB").is_err());
+    }
+
+    #[test]
+    fn flags_have_the_documented_defaults() {
+        let flags = Flags::try_parse_from(["mockpredict-server"]).expect("defaults parse");
+        assert_eq!(flags.bind, "127.0.0.1:8000");
+        assert_eq!(flags.max_body, 1 << 20);
+        let s = Settings::try_from(flags).expect("defaults are valid");
+        assert_eq!(s.server.sync_timeout, Duration::from_secs(60));
+        assert_eq!(s.server.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(s.server.cors, Cors::Any);
+        assert!(
+            Flags::try_parse_from(["x", "--failure-rate", "2"])
+                .map(Settings::try_from)
+                .is_ok_and(|s| s.is_err())
+        );
+    }
+}

@@ -1,0 +1,778 @@
+//! [`App`]: the HTTP API over a [`JobQueue`]: routing, auth, CORS, body limits, the
+//! sync/async/poll/long-poll/cancel/events handlers, metrics and access logs. It turns
+//! one request into one response and knows nothing of sockets (see [`serve`](crate::serve)).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
+    ACCESS_CONTROL_REQUEST_METHOD, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH,
+    CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, ORIGIN, VARY,
+};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use mockpredict_core::backend::{Backend, MemoryBackend};
+use mockpredict_core::{JobQueue, Model, Prediction, PredictionId, QueueConfig, Status};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+use tokio::time::Instant;
+
+use crate::error::ApiError;
+use crate::routes::{self, Resolved, Route};
+use crate::wire::{self, Accepted, Health, ModelInfo, PredictRequest, PredictionBody, RootInfo};
+use crate::{Cors, Metrics, Result, ServerConfig, openapi, sse};
+
+/// The response body type of every route: a full JSON body or an event stream.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A complete body.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+/// Marks a response with the prediction it concerns, for the access log.
+#[derive(Clone, Copy)]
+struct PredictionIdExt(PredictionId);
+
+/// The HTTP API over a queue running model `M` (with backend `B`): a cheap, cloneable
+/// handle that answers requests with [`handle`](App::handle).
+///
+/// Any model whose input deserializes and whose output serializes can be served:
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use mockpredict_core::{MockModel, QueueConfig};
+/// use mockpredict_server::{App, ServerConfig};
+///
+/// let app = App::new(MockModel::new(), QueueConfig::default(), ServerConfig::default())?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+/// mockpredict_server::serve(listener, app, async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct App<M: Model, B = MemoryBackend<<M as Model>::Input, <M as Model>::Output>>
+where
+    B: Backend<Input = M::Input, Output = M::Output>,
+{
+    inner: Arc<Inner<M, B>>,
+}
+
+struct Inner<M: Model, B: Backend<Input = M::Input, Output = M::Output>> {
+    queue: JobQueue<M, B>,
+    config: ServerConfig,
+    metrics: Metrics,
+    /// Set once shutdown begins: `/readyz` answers 503 and new predictions are refused,
+    /// while requests already in flight finish.
+    draining: AtomicBool,
+}
+
+impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Clone for App<M, B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> std::fmt::Debug for App<M, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("queue", &self.inner.queue)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Model> App<M> {
+    /// Starts a queue over `model` (in-memory backend, metrics observer attached) and
+    /// wraps it in the HTTP API.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Queue`](crate::Error::Queue) when `queue` does not validate.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the queue spawns its purge task).
+    pub fn new(model: M, queue: QueueConfig, config: ServerConfig) -> Result<Self> {
+        let metrics = Metrics::new();
+        let queue = JobQueue::builder(model)
+            .config(queue)
+            .observer(metrics.observer())
+            .build()?;
+        Ok(Self::from_queue(queue, metrics, config))
+    }
+}
+
+impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> App<M, B> {
+    /// Wraps an existing queue (any backend). Give the queue's builder
+    /// `metrics.observer()` so prediction outcomes reach `/metrics`.
+    pub fn from_queue(queue: JobQueue<M, B>, metrics: Metrics, config: ServerConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                queue,
+                config,
+                metrics,
+                draining: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The queue behind the API.
+    pub fn queue(&self) -> &JobQueue<M, B> {
+        &self.inner.queue
+    }
+
+    /// The HTTP configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Starts draining: `/readyz` answers 503 and new predictions get 503
+    /// `shutting_down`; everything else keeps working. [`serve`](crate::serve) calls
+    /// this when its shutdown signal fires.
+    pub fn drain(&self) {
+        self.inner.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether [`drain`](Self::drain) was called.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+}
+
+/// The CORS-relevant facts of a request, kept after the request is consumed.
+struct CorsRequest {
+    origin: Option<HeaderValue>,
+    preflight: bool,
+    request_headers: Option<HeaderValue>,
+}
+
+impl<M, B> App<M, B>
+where
+    M: Model,
+    M::Input: Serialize + DeserializeOwned,
+    M::Output: Serialize,
+    B: Backend<Input = M::Input, Output = M::Output>,
+{
+    /// Answers one request. Never fails: every error is a JSON error response.
+    pub async fn handle<Bd>(&self, req: Request<Bd>) -> Response<Body>
+    where
+        Bd: hyper::body::Body<Data = Bytes> + Send,
+        Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let cors = CorsRequest {
+            origin: req.headers().get(ORIGIN).cloned(),
+            preflight: method == Method::OPTIONS
+                && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD),
+            request_headers: req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS).cloned(),
+        };
+        let (mut resp, route) = self.dispatch(req).await;
+        self.apply_cors(resp.headers_mut(), &cors);
+        let took = started.elapsed();
+        let status = resp.status().as_u16();
+        // Arbitrary methods would make unbounded label values.
+        let method_label = match method {
+            Method::GET
+            | Method::POST
+            | Method::OPTIONS
+            | Method::HEAD
+            | Method::PUT
+            | Method::DELETE
+            | Method::PATCH => method.as_str(),
+            _ => "OTHER",
+        };
+        self.inner
+            .metrics
+            .record_request(method_label, route, status, took);
+        let prediction_id = resp
+            .extensions()
+            .get::<PredictionIdExt>()
+            .map(|p| tracing::field::display(p.0));
+        tracing::info!(
+            target: "mockpredict_server::access",
+            method = %method,
+            route,
+            status,
+            duration_ms = took.as_secs_f64() * 1e3,
+            prediction_id,
+            "request"
+        );
+        resp
+    }
+
+    async fn dispatch<Bd>(&self, req: Request<Bd>) -> (Response<Body>, &'static str)
+    where
+        Bd: hyper::body::Body<Data = Bytes> + Send,
+        Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        const UNMATCHED: &str = "unmatched";
+        let path = req.uri().path().to_owned();
+        if req.method() == Method::OPTIONS {
+            return match routes::allowed_methods(&path) {
+                Some(allow) => (options_response(&allow), "OPTIONS"),
+                None => (ApiError::RouteNotFound.into_response(), UNMATCHED),
+            };
+        }
+        let (route, id) = match routes::resolve(req.method(), &path) {
+            Resolved::Found(route, id) => (route, id.map(str::to_owned)),
+            Resolved::WrongMethod(allow) => {
+                return (
+                    ApiError::MethodNotAllowed { allow }.into_response(),
+                    UNMATCHED,
+                );
+            }
+            Resolved::NotFound => return (ApiError::RouteNotFound.into_response(), UNMATCHED),
+        };
+        let label = route.template();
+        if route.requires_auth() && !self.authorized(req.headers()) {
+            return (ApiError::Unauthorized.into_response(), label);
+        }
+        let id = id.as_deref().unwrap_or_default();
+        let query = req.uri().query().map(str::to_owned);
+        let query = query.as_deref();
+        let result = match route {
+            Route::Root => self.root(),
+            Route::Healthz => json(
+                StatusCode::OK,
+                &Health {
+                    status: "ok".into(),
+                },
+            ),
+            Route::Readyz => self.readyz().await,
+            Route::Metrics => Ok(self.metrics_response()),
+            Route::OpenApi => Ok(openapi_response()),
+            Route::Predict => self.predict(req).await,
+            Route::Prediction => self.poll(id, query).await,
+            Route::Cancel => self.cancel(id).await,
+            Route::Events => self.events(id).await,
+        };
+        (result.unwrap_or_else(ApiError::into_response), label)
+    }
+
+    /// Checks `Authorization: Bearer <token>` in constant time (per byte; the length
+    /// of the configured token is not secret enough to pad for).
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = &self.inner.config.api_token else {
+            return true;
+        };
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return false;
+        };
+        let value = value.as_bytes();
+        let Some(space) = value.iter().position(|&b| b == b' ') else {
+            return false;
+        };
+        let (scheme, credentials) = value.split_at(space);
+        let credentials = credentials.trim_ascii();
+        scheme.eq_ignore_ascii_case(b"bearer") && bool::from(credentials.ct_eq(expected.as_bytes()))
+    }
+
+    fn apply_cors(&self, headers: &mut HeaderMap, req: &CorsRequest) {
+        let allow_origin = match &self.inner.config.cors {
+            Cors::Off => return,
+            Cors::Any => HeaderValue::from_static("*"),
+            Cors::Origins(list) => {
+                // The answer depends on Origin, so caches must key on it.
+                headers.append(VARY, HeaderValue::from_static("origin"));
+                match &req.origin {
+                    Some(o) if list.iter().any(|a| a.as_bytes() == o.as_bytes()) => o.clone(),
+                    _ => return,
+                }
+            }
+        };
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
+        if req.preflight {
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST, OPTIONS"),
+            );
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_HEADERS,
+                req.request_headers.clone().unwrap_or_else(|| {
+                    HeaderValue::from_static("authorization, content-type, prefer")
+                }),
+            );
+            headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        } else {
+            headers.insert(
+                ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("location, retry-after, preference-applied"),
+            );
+        }
+    }
+
+    fn root(&self) -> Result<Response<Body>, ApiError> {
+        let model = self.inner.queue.model();
+        json(
+            StatusCode::OK,
+            &RootInfo {
+                message: wire::ROOT_MESSAGE.into(),
+                status: "success".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                model: ModelInfo {
+                    name: model.name().into(),
+                    version: model.version().into(),
+                },
+            },
+        )
+    }
+
+    async fn readyz(&self) -> Result<Response<Body>, ApiError> {
+        if !self.is_draining() && self.inner.queue.is_ready().await {
+            json(
+                StatusCode::OK,
+                &Health {
+                    status: "ready".into(),
+                },
+            )
+        } else {
+            Err(ApiError::NotReady)
+        }
+    }
+
+    fn metrics_response(&self) -> Response<Body> {
+        let text = self.inner.metrics.render(&self.inner.queue.stats());
+        let mut resp = Response::new(full(text));
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        resp
+    }
+
+    async fn predict<Bd>(&self, req: Request<Bd>) -> Result<Response<Body>, ApiError>
+    where
+        Bd: hyper::body::Body<Data = Bytes> + Send,
+        Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if self.is_draining() {
+            return Err(ApiError::ShuttingDown);
+        }
+        check_content_type(req.headers())?;
+        let (mode, applied) = choose_mode(
+            req.uri().query(),
+            req.headers(),
+            self.inner.config.sync_timeout,
+        )?;
+        let bytes = read_body(req, self.inner.config.max_body).await?;
+        let input: M::Input = parse_input(&bytes)?;
+        let id = self.inner.queue.submit(input).await.map_err(|e| {
+            if matches!(e, mockpredict_core::Error::QueueFull { .. }) {
+                self.inner.metrics.record_rejected();
+            }
+            ApiError::from(e)
+        })?;
+        let mut resp = match mode {
+            Mode::Async => accepted(id, Status::Queued, wire::ASYNC_MESSAGE.to_owned())?,
+            Mode::Sync(wait) => {
+                let p = self.inner.queue.wait(id, Some(wait)).await?;
+                if p.is_finished() {
+                    bytes_response(StatusCode::OK, sync_body(&p)?)
+                } else {
+                    let message = format!(
+                        "{} Still {} after the sync wait of {}; poll its Location.",
+                        wire::PENDING_MESSAGE,
+                        p.status,
+                        humantime::format_duration(wait)
+                    );
+                    accepted(id, p.status, message)?
+                }
+            }
+        };
+        if let Some(applied) = applied.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            resp.headers_mut().insert("preference-applied", applied);
+        }
+        resp.extensions_mut().insert(PredictionIdExt(id));
+        Ok(resp)
+    }
+
+    async fn poll(&self, id: &str, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+        let id = parse_id(id)?;
+        let wait = match query_param(query, "wait") {
+            Some(v) => Some(parse_seconds(v, "wait")?.min(self.inner.config.max_wait)),
+            None => None,
+        };
+        let p = match wait {
+            Some(w) if !w.is_zero() => self.inner.queue.wait(id, Some(w)).await?,
+            _ => self.inner.queue.get(id).await?,
+        };
+        let status = if p.is_finished() {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        prediction_response(status, &p)
+    }
+
+    async fn cancel(&self, id: &str) -> Result<Response<Body>, ApiError> {
+        let id = parse_id(id)?;
+        let p = self.inner.queue.cancel(id).await?;
+        prediction_response(StatusCode::OK, &p)
+    }
+
+    async fn events(&self, id: &str) -> Result<Response<Body>, ApiError> {
+        let id = parse_id(id)?;
+        let subscription = self.inner.queue.subscribe(id).await?;
+        let body = sse::stream(
+            subscription,
+            self.inner.config.sse_keep_alive,
+            self.inner.metrics.clone(),
+        );
+        let mut resp = Response::new(body);
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        // Tell nginx-style proxies not to buffer the stream.
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        resp.extensions_mut().insert(PredictionIdExt(id));
+        Ok(resp)
+    }
+}
+
+/// How `POST /predictions/predict` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// 202 with the ID at once.
+    Async,
+    /// Hold the request up to this long, then 200 with the result or 202 with the ID.
+    Sync(Duration),
+}
+
+/// Picks the mode: the `async_mode` query flag wins; without it, RFC 7240 `Prefer`
+/// (`respond-async` alone: async; `wait=N`, with or without `respond-async`: wait up
+/// to N s, then answer async); without either, async (the original's default).
+/// Returns the mode and the `Preference-Applied` value, if a preference was used.
+fn choose_mode(
+    query: Option<&str>,
+    headers: &HeaderMap,
+    sync_timeout: Duration,
+) -> Result<(Mode, Option<String>), ApiError> {
+    let async_mode = match query_param(query, "async_mode") {
+        Some(v) => Some(parse_bool(v).ok_or_else(|| {
+            ApiError::Validation(format!(
+                "query parameter async_mode must be a boolean (true or false), got {v:?}"
+            ))
+        })?),
+        None => None,
+    };
+    let prefer = Prefer::parse(headers);
+    let wait = |secs: Option<u64>| {
+        let w = secs.map_or(sync_timeout, Duration::from_secs);
+        Mode::Sync(w.min(sync_timeout))
+    };
+    let applied_wait = prefer.wait.map(|w| format!("wait={w}"));
+    Ok(match async_mode {
+        Some(true) => (Mode::Async, None),
+        Some(false) => (wait(prefer.wait), applied_wait),
+        None => match (prefer.respond_async, prefer.wait) {
+            (_, Some(secs)) => (wait(Some(secs)), applied_wait),
+            (true, None) => (Mode::Async, Some("respond-async".to_owned())),
+            (false, None) => (Mode::Async, None),
+        },
+    })
+}
+
+/// The preferences of RFC 7240 that matter here; unknown or malformed ones are ignored,
+/// as the RFC asks.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Prefer {
+    respond_async: bool,
+    wait: Option<u64>,
+}
+
+impl Prefer {
+    fn parse(headers: &HeaderMap) -> Self {
+        let mut prefer = Prefer::default();
+        for value in headers.get_all("prefer") {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',') {
+                // Drop any `; parameters`.
+                let token = token.split(';').next().unwrap_or_default().trim();
+                let (name, val) = match token.split_once('=') {
+                    Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                    None => (token, None),
+                };
+                if name.eq_ignore_ascii_case("respond-async") {
+                    prefer.respond_async = true;
+                } else if name.eq_ignore_ascii_case("wait") {
+                    if let Some(secs) = val.and_then(|v| v.parse().ok()) {
+                        prefer.wait = Some(secs);
+                    }
+                }
+            }
+        }
+        prefer
+    }
+}
+
+/// The first value of `name` in a query string. Values here are numbers and
+/// booleans, so no percent-decoding is needed.
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+/// Booleans as FastAPI/pydantic accepted them in the original.
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_seconds(v: &str, name: &str) -> Result<Duration, ApiError> {
+    v.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| {
+            ApiError::Validation(format!(
+                "query parameter {name} must be a number of seconds >= 0, got {v:?}"
+            ))
+        })
+}
+
+/// A path ID that is not a UUID cannot name a prediction: 404, like an unknown one.
+fn parse_id(id: &str) -> Result<PredictionId, ApiError> {
+    id.parse().map_err(|_| ApiError::PredictionNotFound)
+}
+
+/// JSON, or no `Content-Type` at all (the original, FastAPI, parsed such bodies as
+/// JSON, and old clients may rely on it).
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(ct.as_bytes()).into_owned();
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let is_json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(text))
+    }
+}
+
+/// Reads the body, refusing early on a `Content-Length` over `limit` and otherwise
+/// stopping as soon as `limit` bytes are exceeded, so an oversized body is never held.
+async fn read_body<Bd>(req: Request<Bd>, limit: usize) -> Result<Bytes, ApiError>
+where
+    Bd: hyper::body::Body<Data = Bytes> + Send,
+    Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let collected = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::UnreadableBody(e.to_string())
+            }
+        })?;
+    Ok(collected.to_bytes())
+}
+
+/// Syntax errors are 400 (not JSON); well-formed JSON of the wrong shape is 422.
+fn parse_input<I: DeserializeOwned>(bytes: &[u8]) -> Result<I, ApiError> {
+    use serde_json::error::Category;
+    serde_json::from_slice::<PredictRequest<I>>(bytes)
+        .map(|r| r.input)
+        .map_err(|e| match e.classify() {
+            Category::Data => ApiError::Validation(format!("invalid request body: {e}")),
+            Category::Syntax | Category::Eof => ApiError::MalformedJson(e.to_string()),
+            Category::Io => ApiError::UnreadableBody(e.to_string()),
+        })
+}
+
+fn bytes_response(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
+    let mut resp = Response::new(full(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Result<Response<Body>, ApiError> {
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| ApiError::Internal(format!("serializing a response: {e}")))?;
+    Ok(bytes_response(status, bytes))
+}
+
+fn accepted(id: PredictionId, status: Status, message: String) -> Result<Response<Body>, ApiError> {
+    let mut resp = json(
+        StatusCode::ACCEPTED,
+        &Accepted {
+            message,
+            prediction_id: id,
+            status,
+        },
+    )?;
+    let location = HeaderValue::from_str(&wire::prediction_path(id))
+        .map_err(|e| ApiError::Internal(format!("building Location: {e}")))?;
+    resp.headers_mut().insert(LOCATION, location);
+    Ok(resp)
+}
+
+fn prediction_response<I: Serialize, O: Serialize>(
+    status: StatusCode,
+    p: &Prediction<I, O>,
+) -> Result<Response<Body>, ApiError> {
+    let mut resp = json(status, &PredictionBody::from(p))?;
+    resp.extensions_mut().insert(PredictionIdExt(p.id));
+    Ok(resp)
+}
+
+/// The sync 200 body: the prediction, with the output's fields also spread at the top
+/// level (a non-object output appears as `result`), so the mock's answer carries the
+/// original `{"input", "result"}` keys. Prediction fields win a name clash.
+fn sync_body<I: Serialize, O: Serialize>(p: &Prediction<I, O>) -> Result<Vec<u8>, ApiError> {
+    let internal =
+        |e: serde_json::Error| ApiError::Internal(format!("serializing a response: {e}"));
+    let mut value = serde_json::to_value(PredictionBody::from(p)).map_err(internal)?;
+    if let (Some(output), serde_json::Value::Object(map)) = (&p.output, &mut value) {
+        match serde_json::to_value(&**output).map_err(internal)? {
+            serde_json::Value::Object(fields) => {
+                for (k, v) in fields {
+                    map.entry(k).or_insert(v);
+                }
+            }
+            other => {
+                map.entry("result").or_insert(other);
+            }
+        }
+    }
+    serde_json::to_vec(&value).map_err(internal)
+}
+
+fn options_response(allow: &str) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    if let Ok(v) = HeaderValue::from_str(allow) {
+        resp.headers_mut().insert(ALLOW, v);
+    }
+    resp
+}
+
+fn openapi_response() -> Response<Body> {
+    let mut resp = Response::new(full(openapi::document_bytes()));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefer(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("prefer", HeaderValue::from_str(v).expect("valid header"));
+        h
+    }
+
+    #[test]
+    fn mode_defaults_to_async_and_query_wins_over_prefer() {
+        let t = Duration::from_secs(60);
+        let none = HeaderMap::new();
+        assert_eq!(choose_mode(None, &none, t).ok(), Some((Mode::Async, None)));
+        assert_eq!(
+            choose_mode(Some("async_mode=false"), &none, t).ok(),
+            Some((Mode::Sync(t), None))
+        );
+        assert_eq!(
+            choose_mode(Some("async_mode=true"), &prefer("wait=5"), t).ok(),
+            Some((Mode::Async, None))
+        );
+        assert!(choose_mode(Some("async_mode=maybe"), &none, t).is_err());
+    }
+
+    #[test]
+    fn prefer_tokens_are_parsed_and_capped() {
+        let t = Duration::from_secs(60);
+        assert_eq!(
+            choose_mode(None, &prefer("respond-async"), t).ok(),
+            Some((Mode::Async, Some("respond-async".into())))
+        );
+        assert_eq!(
+            choose_mode(
+                None,
+                &prefer("handling=lenient, respond-async; x=1, wait=5"),
+                t
+            )
+            .ok(),
+            Some((Mode::Sync(Duration::from_secs(5)), Some("wait=5".into())))
+        );
+        assert_eq!(
+            choose_mode(None, &prefer("wait=600"), t).ok(),
+            Some((Mode::Sync(t), Some("wait=600".into())))
+        );
+        assert_eq!(Prefer::parse(&prefer("wait=soon")), Prefer::default());
+    }
+
+    #[test]
+    fn content_types_other_than_json_are_refused() {
+        let mut h = HeaderMap::new();
+        assert!(check_content_type(&h).is_ok());
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        assert!(check_content_type(&h).is_ok());
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/merge-patch+json"),
+        );
+        assert!(check_content_type(&h).is_ok());
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(check_content_type(&h).is_err());
+    }
+
+    #[test]
+    fn query_params_and_booleans() {
+        assert_eq!(query_param(Some("a=1&wait=2.5"), "wait"), Some("2.5"));
+        assert_eq!(query_param(Some("async_mode"), "async_mode"), Some(""));
+        assert_eq!(query_param(None, "wait"), None);
+        assert_eq!(parse_bool("False"), Some(false));
+        assert_eq!(parse_bool(""), None);
+        assert!(parse_seconds("-1", "wait").is_err());
+        assert_eq!(
+            parse_seconds("0.25", "wait").ok(),
+            Some(Duration::from_millis(250))
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! [`ServerConfig`]: the HTTP layer's limits and policies (the queue's own settings
+//! live in core's `QueueConfig`).
+
+use std::fmt;
+use std::time::Duration;
+
+/// How the server handles HTTP: body and wait limits, auth, CORS, connections and
+/// shutdown. Build it from [`Default`] with the setters.
+///
+/// ```
+/// use std::time::Duration;
+/// use mockpredict_server::{Cors, ServerConfig};
+///
+/// let config = ServerConfig::default()
+///     .sync_timeout(Duration::from_secs(30))
+///     .api_token(Some("s3cret".into()))
+///     .cors(Cors::Origins(vec!["https://app.example".into()]));
+/// assert_eq!(config.max_body, 1024 * 1024);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes; larger ones get 413 without being
+    /// read into memory. Default 1 MiB.
+    pub max_body: usize,
+    /// How long a sync prediction may hold its request before the server answers 202
+    /// with the ID instead (a client's `Prefer: wait=N` may ask for less, never more).
+    /// Default 60 s.
+    pub sync_timeout: Duration,
+    /// The longest `?wait=` a long-poll may ask for; longer waits are cut to it.
+    /// Default 60 s.
+    pub max_wait: Duration,
+    /// When set, every route except `/`, `/healthz` and `/readyz` requires
+    /// `Authorization: Bearer <token>`.
+    pub api_token: Option<ApiToken>,
+    /// Which browser origins may call the API.
+    pub cors: Cors,
+    /// A connection must send its request headers within this; it is closed otherwise
+    /// (slowloris). Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Most connections served at once; further ones wait in the listen backlog.
+    /// Default 1024.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests and predictions before
+    /// canceling what is left. Default 30 s.
+    pub shutdown_timeout: Duration,
+    /// How often an idle event stream sends a keep-alive comment. Default 15 s.
+    pub sse_keep_alive: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body: 1024 * 1024,
+            sync_timeout: Duration::from_secs(60),
+            max_wait: Duration::from_secs(60),
+            api_token: None,
+            cors: Cors::Any,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            shutdown_timeout: Duration::from_secs(30),
+            sse_keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets [`max_body`](Self::max_body).
+    #[must_use]
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Sets [`sync_timeout`](Self::sync_timeout).
+    #[must_use]
+    pub fn sync_timeout(mut self, d: Duration) -> Self {
+        self.sync_timeout = d;
+        self
+    }
+
+    /// Sets [`max_wait`](Self::max_wait).
+    #[must_use]
+    pub fn max_wait(mut self, d: Duration) -> Self {
+        self.max_wait = d;
+        self
+    }
+
+    /// Sets [`api_token`](Self::api_token); `None` or an empty token turns auth off.
+    #[must_use]
+    pub fn api_token(mut self, token: Option<String>) -> Self {
+        self.api_token = token.filter(|t| !t.is_empty()).map(ApiToken);
+        self
+    }
+
+    /// Sets [`cors`](Self::cors).
+    #[must_use]
+    pub fn cors(mut self, cors: Cors) -> Self {
+        self.cors = cors;
+        self
+    }
+
+    /// Sets [`header_read_timeout`](Self::header_read_timeout).
+    #[must_use]
+    pub fn header_read_timeout(mut self, d: Duration) -> Self {
+        self.header_read_timeout = d;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections) (at least 1).
+    #[must_use]
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Sets [`shutdown_timeout`](Self::shutdown_timeout).
+    #[must_use]
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    /// Sets [`sse_keep_alive`](Self::sse_keep_alive).
+    #[must_use]
+    pub fn sse_keep_alive(mut self, d: Duration) -> Self {
+        self.sse_keep_alive = d.max(Duration::from_millis(10));
+        self
+    }
+}
+
+/// A bearer token. Its `Debug` output is redacted so it never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    /// The token's bytes, for the constant-time comparison.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
+}
+
+/// Which browser origins may call the API (Cross-Origin Resource Sharing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cors {
+    /// Any origin (`Access-Control-Allow-Origin: *`), as the original service allowed.
+    Any,
+    /// Only these origins (e.g. `https://app.example`), echoed back when they match.
+    Origins(Vec<String>),
+    /// No CORS headers at all: browsers refuse cross-origin calls.
+    Off,
+}
+
+impl std::str::FromStr for Cors {
+    type Err = std::convert::Infallible;
+
+    /// `*` is [`Cors::Any`], `off` (or `none`, or empty) is [`Cors::Off`], anything
+    /// else a comma-separated list of origins.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        Ok(match s {
+            "*" => Cors::Any,
+            "" | "off" | "none" => Cors::Off,
+            list => Cors::Origins(
+                list.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_parses_any_off_and_lists() {
+        assert_eq!("*".parse::<Cors>(), Ok(Cors::Any));
+        assert_eq!("off".parse::<Cors>(), Ok(Cors::Off));
+        assert_eq!(
+            "https://a.example/, http://b.example:3000".parse::<Cors>(),
+            Ok(Cors::Origins(vec![
+                "https://a.example".into(),
+                "http://b.example:3000".into()
+            ]))
+        );
+    }
+
+    #[test]
+    fn token_is_redacted_and_empty_means_off() {
+        let c = ServerConfig::default().api_token(Some("hunter2".into()));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(
+            ServerConfig::default()
+                .api_token(Some(String::new()))
+                .api_token
+                .is_none()
+        );
+    }
+}

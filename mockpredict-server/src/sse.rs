@@ -1,0 +1,93 @@
+//! Server-Sent Events for `GET /predictions/predict/{id}/events`: one event per status
+//! change, the last one carrying the result, then the stream ends.
+//!
+//! A task per stream forwards the queue's [`Subscription`] into a bounded channel that
+//! the response body drains. The task also watches for the body being dropped (the
+//! client went away), so a disconnected stream stops at once instead of lingering
+//! until its prediction finishes.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Frame;
+use mockpredict_core::backend::Backend;
+use mockpredict_core::{Model, Subscription};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::app::Body;
+use crate::metrics::Metrics;
+use crate::wire::PredictionBody;
+
+/// Streams `subscription` as `text/event-stream` frames:
+/// `id: <n>`, `event: <status>`, `data: <prediction JSON>`; a `: keep-alive` comment
+/// every `keep_alive` while nothing changes.
+pub(crate) fn stream<M, B>(
+    mut subscription: Subscription<M, B>,
+    keep_alive: Duration,
+    metrics: Metrics,
+) -> Body
+where
+    M: Model,
+    M::Input: Serialize,
+    M::Output: Serialize,
+    B: Backend<Input = M::Input, Output = M::Output>,
+{
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let open = metrics.event_stream_opened();
+    tokio::spawn(async move {
+        // Counted down when this task ends, however it ends.
+        let _open = open;
+        let mut ticker = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
+        let mut seq: u64 = 0;
+        loop {
+            let frame = tokio::select! {
+                () = tx.closed() => return,
+                _ = ticker.tick() => Bytes::from_static(b": keep-alive\n\n"),
+                next = subscription.next() => {
+                    let Some(p) = next else { return };
+                    let data = match serde_json::to_string(&PredictionBody::from(&p)) {
+                        Ok(data) => data,
+                        Err(e) => {
+                            tracing::error!(error = %e, "serializing an event failed");
+                            return;
+                        }
+                    };
+                    let frame = format!("id: {seq}\nevent: {}\ndata: {data}\n\n", p.status);
+                    seq += 1;
+                    if tx.send(Bytes::from(frame)).await.is_err() || p.is_finished() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    SseBody { rx }.boxed()
+}
+
+/// The response body: frames as the task sends them; ends when the task drops its
+/// sender.
+struct SseBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for SseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
