@@ -658,25 +658,62 @@ fn prediction_response<I: Serialize, O: Serialize>(
 }
 
 /// The sync 200 body: the prediction, with the output's fields also spread at the top
-/// level (a non-object output appears as `result`), so the mock's answer carries the
-/// original `{"input", "result"}` keys. Prediction fields win a name clash.
+/// level (a non-object output appears as `result`), so the mock's answer starts with
+/// the original `{"input", "result"}` keys. Prediction fields win a name clash.
 fn sync_body<I: Serialize, O: Serialize>(p: &Prediction<I, O>) -> Result<Vec<u8>, ApiError> {
+    use serde::ser::{SerializeMap, Serializer};
+    use serde_json::Value;
+
     let internal =
         |e: serde_json::Error| ApiError::Internal(format!("serializing a response: {e}"));
-    let mut value = serde_json::to_value(PredictionBody::from(p)).map_err(internal)?;
-    if let (Some(output), serde_json::Value::Object(map)) = (&p.output, &mut value) {
-        match serde_json::to_value(&**output).map_err(internal)? {
-            serde_json::Value::Object(fields) => {
-                for (k, v) in fields {
-                    map.entry(k).or_insert(v);
-                }
-            }
-            other => {
-                map.entry("result").or_insert(other);
-            }
+    let Value::Object(mut fields) =
+        serde_json::to_value(PredictionBody::from(p)).map_err(internal)?
+    else {
+        return Err(ApiError::Internal(
+            "a prediction did not serialize to an object".into(),
+        ));
+    };
+    let spread = match &p.output {
+        Some(output) => match serde_json::to_value(&**output).map_err(internal)? {
+            Value::Object(map) => map.into_iter().collect(),
+            other => vec![("result".to_owned(), other)],
+        },
+        None => Vec::new(),
+    };
+    // serde_json's Map is sorted; write keys in a deliberate order instead.
+    const ORDER: [&str; 10] = [
+        "prediction_id",
+        "status",
+        "message",
+        "output",
+        "error",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "metrics",
+        "input",
+    ];
+    let mut out = Vec::with_capacity(512);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    let mut map = ser.serialize_map(None).map_err(internal)?;
+    if let Some(input) = fields.remove("input") {
+        map.serialize_entry("input", &input).map_err(internal)?;
+    }
+    for (k, v) in &spread {
+        if k != "input" && !fields.contains_key(k) {
+            map.serialize_entry(k, v).map_err(internal)?;
         }
     }
-    serde_json::to_vec(&value).map_err(internal)
+    for key in ORDER {
+        if let Some(v) = fields.remove(key) {
+            map.serialize_entry(key, &v).map_err(internal)?;
+        }
+    }
+    for (k, v) in &fields {
+        map.serialize_entry(k, v).map_err(internal)?;
+    }
+    map.end().map_err(internal)?;
+    Ok(out)
 }
 
 fn options_response(allow: &str) -> Response<Body> {

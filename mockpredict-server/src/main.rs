@@ -27,7 +27,7 @@ struct Flags {
     bind: String,
 
     /// Mock model latency: fixed (`250ms`), uniform range (`8s..15s`) or
-    /// `lognormal(median=10s,p99=40s)`-style, as the core parses it.
+    /// `lognormal(median=10s,sigma=0.6,max=60s)`, as the core parses it.
     #[arg(long, env = "MOCKPREDICT_LATENCY", default_value = "8s..15s")]
     latency: Latency,
 

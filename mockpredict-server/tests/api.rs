@@ -1,0 +1,754 @@
+//! Every route, mode and error of the HTTP API, over real TCP with millisecond latencies.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{get, mock, post_json, send, start, start_with};
+use http::{Method, StatusCode};
+use mockpredict_core::{Model, ModelError, QueueConfig};
+use mockpredict_server::{Cors, ServerConfig};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+const PREDICT: &str = "/predictions/predict";
+
+#[tokio::test]
+async fn root_keeps_the_original_message_and_adds_version_and_model() {
+    let s = start().await;
+    let r = get(&s.url("/")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    assert_eq!(body["message"], "Application is Running!");
+    assert_eq!(body["status"], "success");
+    assert_eq!(body["model"]["name"], "mock");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn health_is_ok_and_readiness_turns_503_when_draining() {
+    let s = start().await;
+    assert_eq!(get(&s.url("/healthz")).await.json()["status"], "ok");
+    let ready = get(&s.url("/readyz")).await;
+    assert_eq!(
+        (ready.status, ready.json()["status"].clone()),
+        (StatusCode::OK, "ready".into())
+    );
+    s.app.drain();
+    let draining = get(&s.url("/readyz")).await;
+    assert_eq!(draining.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(draining.error_type(), "not_ready");
+    assert_eq!(
+        get(&s.url("/healthz")).await.status,
+        StatusCode::OK,
+        "still alive"
+    );
+}
+
+#[tokio::test]
+async fn draining_server_refuses_new_predictions_with_503() {
+    let s = start().await;
+    s.app.drain();
+    let r = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.error_type(), "shutting_down");
+    assert!(r.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn async_is_the_default_and_answers_202_with_location() {
+    let s = start().await;
+    let r = post_json(&s.url(PREDICT), r#"{"input":"hello"}"#).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let body = r.json();
+    assert_eq!(
+        body["message"],
+        "Request received. Processing asynchronously."
+    );
+    assert_eq!(body["status"], "queued");
+    let id = body["prediction_id"].as_str().expect("id");
+    assert!(uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 4));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("{PREDICT}/{id}").as_str())
+    );
+}
+
+#[tokio::test]
+async fn sync_mode_answers_200_with_input_and_result() {
+    let s = start().await;
+    let r = post_json(
+        &s.url(&format!("{PREDICT}?async_mode=false")),
+        r#"{"input":"hello"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    assert_eq!(body["input"], "hello");
+    let result: u32 = body["result"]
+        .as_str()
+        .expect("result is a string")
+        .parse()
+        .expect("int");
+    assert!((100..=10_000).contains(&result));
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(body["output"]["result"], body["result"]);
+    assert!(
+        body["metrics"]["predict_time"]
+            .as_f64()
+            .is_some_and(|t| t >= 0.015)
+    );
+    // The original's two keys come first.
+    assert!(
+        r.text().starts_with(r#"{"input":"hello","result":"#),
+        "{}",
+        r.text()
+    );
+}
+
+#[tokio::test]
+async fn a_failed_sync_prediction_is_a_200_carrying_its_error() {
+    let model = mock("5ms").with_failure_rate(1.0).expect("valid rate");
+    let s = start_with(model, QueueConfig::default(), ServerConfig::default()).await;
+    let r = post_json(
+        &s.url(&format!("{PREDICT}?async_mode=false")),
+        r#"{"input":"x"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    assert_eq!(body["status"], "failed");
+    assert_eq!(body["error"]["kind"], "model");
+    assert!(body["output"].is_null());
+}
+
+#[tokio::test]
+async fn sync_past_its_wait_limit_answers_202_with_location() {
+    let config = ServerConfig::default().sync_timeout(Duration::from_millis(50));
+    let s = start_with(mock("400ms"), QueueConfig::default(), config).await;
+    let started = Instant::now();
+    let r = post_json(
+        &s.url(&format!("{PREDICT}?async_mode=false")),
+        r#"{"input":"x"}"#,
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(350),
+        "did not wait for the model"
+    );
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let body = r.json();
+    assert_eq!(body["status"], "processing");
+    let id = body["prediction_id"].as_str().expect("id");
+    assert_eq!(
+        r.header("location"),
+        Some(format!("{PREDICT}/{id}").as_str())
+    );
+}
+
+#[tokio::test]
+async fn prefer_header_selects_the_mode() {
+    let s = start().await;
+    let url = s.url(PREDICT);
+    let ct = ("content-type", "application/json");
+    let wait = send(
+        Method::POST,
+        &url,
+        &[ct, ("prefer", "wait=5")],
+        Some(r#"{"input":"a"}"#),
+    )
+    .await;
+    assert_eq!(
+        wait.status,
+        StatusCode::OK,
+        "wait=N without async_mode waits"
+    );
+    assert_eq!(wait.header("preference-applied"), Some("wait=5"));
+    assert!(wait.json()["result"].is_string());
+    let ra = send(
+        Method::POST,
+        &url,
+        &[ct, ("prefer", "respond-async")],
+        Some(r#"{"input":"a"}"#),
+    )
+    .await;
+    assert_eq!(ra.status, StatusCode::ACCEPTED);
+    assert_eq!(ra.header("preference-applied"), Some("respond-async"));
+    let query_wins = send(
+        Method::POST,
+        &format!("{url}?async_mode=true"),
+        &[ct, ("prefer", "wait=5")],
+        Some(r#"{"input":"a"}"#),
+    )
+    .await;
+    assert_eq!(query_wins.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn poll_is_202_while_pending_and_200_with_every_field_when_done() {
+    let s = start_with(
+        mock("150ms"),
+        QueueConfig::default(),
+        ServerConfig::default(),
+    )
+    .await;
+    let id = post_json(&s.url(PREDICT), r#"{"input":"hi"}"#).await.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let pending = get(&s.url(&format!("{PREDICT}/{id}"))).await;
+    assert_eq!(pending.status, StatusCode::ACCEPTED);
+    let body = pending.json();
+    assert!(["queued", "processing"].contains(&body["status"].as_str().expect("status")));
+    assert_eq!(body["message"], "Prediction is still being processed.");
+    assert!(body["completed_at"].is_null());
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let done = get(&s.url(&format!("{PREDICT}/{id}"))).await;
+    assert_eq!(done.status, StatusCode::OK);
+    let body = done.json();
+    assert_eq!(body["prediction_id"], id.as_str());
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(body["output"]["input"], "hi");
+    assert!(body["output"]["result"].is_string());
+    assert!(body["error"].is_null());
+    for field in ["created_at", "started_at", "completed_at"] {
+        let t = body[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} missing"));
+        assert!(humantime::parse_rfc3339(t).is_ok(), "{field}={t}");
+    }
+    assert!(
+        body["metrics"]["predict_time"]
+            .as_f64()
+            .is_some_and(|t| t >= 0.1)
+    );
+    assert!(body.get("message").is_none());
+}
+
+#[tokio::test]
+async fn long_poll_returns_when_the_prediction_finishes_not_when_the_wait_ends() {
+    let s = start_with(
+        mock("100ms"),
+        QueueConfig::default(),
+        ServerConfig::default(),
+    )
+    .await;
+    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let started = Instant::now();
+    let r = get(&s.url(&format!("{PREDICT}/{id}?wait=10"))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "succeeded");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "returned at completion"
+    );
+}
+
+#[tokio::test]
+async fn long_poll_gives_up_with_202_when_the_wait_ends() {
+    let s = start_with(mock("2s"), QueueConfig::default(), ServerConfig::default()).await;
+    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let started = Instant::now();
+    let r = get(&s.url(&format!("{PREDICT}/{id}?wait=0.1"))).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert!(
+        took >= Duration::from_millis(90) && took < Duration::from_secs(1),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn long_poll_is_capped_by_the_server_maximum() {
+    let config = ServerConfig::default().max_wait(Duration::from_millis(100));
+    let s = start_with(mock("5s"), QueueConfig::default(), config).await;
+    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let started = Instant::now();
+    let r = get(&s.url(&format!("{PREDICT}/{id}?wait=60"))).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_prediction_and_leaves_finished_ones_alone() {
+    let s = start_with(mock("5s"), QueueConfig::default(), ServerConfig::default()).await;
+    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = send(
+        Method::POST,
+        &s.url(&format!("{PREDICT}/{id}/cancel")),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "canceled");
+    let after = get(&s.url(&format!("{PREDICT}/{id}"))).await;
+    assert_eq!(
+        (after.status, after.json()["status"].clone()),
+        (StatusCode::OK, "canceled".into())
+    );
+
+    let fast = start().await;
+    let done = post_json(
+        &fast.url(&format!("{PREDICT}?async_mode=false")),
+        r#"{"input":"y"}"#,
+    )
+    .await;
+    let id = done.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = send(
+        Method::POST,
+        &fast.url(&format!("{PREDICT}/{id}/cancel")),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["status"], "succeeded", "already finished: kept");
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_ids_answer_the_original_404() {
+    let s = start().await;
+    for path in [
+        format!("{PREDICT}/{}", uuid::Uuid::new_v4()),
+        format!("{PREDICT}/not-a-uuid"),
+        format!("{PREDICT}/{}/events", uuid::Uuid::new_v4()),
+    ] {
+        let r = get(&s.url(&path)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(r.json()["error"], "Prediction ID not found.");
+        assert_eq!(r.error_type(), "not_found");
+    }
+    let cancel = send(
+        Method::POST,
+        &s.url(&format!("{PREDICT}/{}/cancel", uuid::Uuid::new_v4())),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(cancel.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn request_errors_have_their_status_and_error_type() {
+    let s = start().await;
+    let url = s.url(PREDICT);
+    let cases: Vec<(common::Resp, StatusCode, &str)> = vec![
+        (
+            post_json(&url, r#"{"input": "#).await,
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            post_json(&url, "").await,
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            send(
+                Method::POST,
+                &url,
+                &[("content-type", "text/plain")],
+                Some(r#"{"input":"x"}"#),
+            )
+            .await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            post_json(&url, r#"{"text":"x"}"#).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            post_json(&url, r#"{"input":5}"#).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            post_json(&format!("{url}?async_mode=maybe"), r#"{"input":"x"}"#).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            get(&s.url(&format!("{PREDICT}/{}?wait=soon", uuid::Uuid::new_v4()))).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            get(&s.url("/nope")).await,
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+        ),
+    ];
+    for (resp, status, error_type) in cases {
+        assert_eq!(resp.status, status, "{}", resp.text());
+        assert_eq!(resp.error_type(), error_type);
+        assert_eq!(resp.header("content-type"), Some("application/json"));
+    }
+}
+
+#[tokio::test]
+async fn a_body_without_content_type_is_read_as_json_like_the_original() {
+    let s = start().await;
+    let r = send(Method::POST, &s.url(PREDICT), &[], Some(r#"{"input":"x"}"#)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_with_allow() {
+    let s = start().await;
+    let r = get(&s.url(PREDICT)).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.header("allow"), Some("POST, OPTIONS"));
+    assert_eq!(r.error_type(), "method_not_allowed");
+    let r = send(Method::DELETE, &s.url("/"), &[], None).await;
+    assert_eq!(r.header("allow"), Some("GET, OPTIONS"));
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_413_before_reading() {
+    let config = ServerConfig::default().max_body(1024);
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let big = format!(r#"{{"input":"{}"}}"#, "x".repeat(2048));
+    let r = post_json(&s.url(PREDICT), &big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.error_type(), "payload_too_large");
+    let small = post_json(&s.url(PREDICT), r#"{"input":"ok"}"#).await;
+    assert_eq!(
+        small.status,
+        StatusCode::ACCEPTED,
+        "the limit is not too tight"
+    );
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_cut_off_with_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = ServerConfig::default().max_body(1024);
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let mut tcp = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    // No Content-Length: the limit must be enforced while reading.
+    let chunk = "x".repeat(600);
+    let req = format!(
+        "POST {PREDICT} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n\
+         {:x}\r\n{chunk}\r\n{:x}\r\n{chunk}\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len(),
+        chunk.len(),
+        chunk.len()
+    );
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("answered")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("payload_too_large"), "{text}");
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after() {
+    let queue = QueueConfig::default().capacity(1);
+    let s = start_with(mock("2s"), queue, ServerConfig::default()).await;
+    assert_eq!(
+        post_json(&s.url(PREDICT), r#"{"input":"a"}"#).await.status,
+        StatusCode::ACCEPTED
+    );
+    let r = post_json(&s.url(PREDICT), r#"{"input":"b"}"#).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.error_type(), "queue_full");
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(retry >= 1);
+    let metrics = get(&s.url("/metrics")).await.text();
+    assert!(
+        metrics.contains("mockpredict_predictions_rejected_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn bearer_token_guards_every_route_but_root_and_probes() {
+    let config = ServerConfig::default().api_token(Some("s3cret".into()));
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    for open in ["/", "/healthz", "/readyz"] {
+        assert_eq!(get(&s.url(open)).await.status, StatusCode::OK, "{open}");
+    }
+    let missing = get(&s.url("/metrics")).await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(missing.error_type(), "unauthorized");
+    assert!(
+        missing
+            .header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Bearer"))
+    );
+    let wrong = send(
+        Method::POST,
+        &s.url(PREDICT),
+        &[("authorization", "Bearer s3creT")],
+        Some(r#"{"input":"x"}"#),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let prefix = send(
+        Method::POST,
+        &s.url(PREDICT),
+        &[("authorization", "Bearer s3cre")],
+        Some(r#"{"input":"x"}"#),
+    )
+    .await;
+    assert_eq!(prefix.status, StatusCode::UNAUTHORIZED);
+    let basic = send(
+        Method::GET,
+        &s.url("/openapi.json"),
+        &[("authorization", "Basic s3cret")],
+        None,
+    )
+    .await;
+    assert_eq!(basic.status, StatusCode::UNAUTHORIZED);
+    let right = send(
+        Method::POST,
+        &s.url(PREDICT),
+        &[("authorization", "bearer s3cret")],
+        Some(r#"{"input":"x"}"#),
+    )
+    .await;
+    assert_eq!(right.status, StatusCode::ACCEPTED);
+    let id = right.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let poll = get(&s.url(&format!("{PREDICT}/{id}"))).await;
+    assert_eq!(
+        poll.status,
+        StatusCode::UNAUTHORIZED,
+        "polling needs the token too"
+    );
+}
+
+#[tokio::test]
+async fn cors_allows_any_origin_by_default_and_answers_preflight() {
+    let s = start().await;
+    let r = send(
+        Method::GET,
+        &s.url("/"),
+        &[("origin", "https://app.example")],
+        None,
+    )
+    .await;
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    let pre = send(
+        Method::OPTIONS,
+        &s.url(PREDICT),
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "content-type, authorization",
+            ),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(pre.status, StatusCode::NO_CONTENT);
+    assert_eq!(pre.header("access-control-allow-origin"), Some("*"));
+    assert!(
+        pre.header("access-control-allow-methods")
+            .is_some_and(|m| m.contains("POST"))
+    );
+    assert_eq!(
+        pre.header("access-control-allow-headers"),
+        Some("content-type, authorization")
+    );
+    assert!(pre.header("access-control-max-age").is_some());
+    let unknown = send(Method::OPTIONS, &s.url("/nope"), &[], None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn preflight_needs_no_token() {
+    let config = ServerConfig::default().api_token(Some("t".into()));
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let pre = send(
+        Method::OPTIONS,
+        &s.url(PREDICT),
+        &[
+            ("origin", "https://a.example"),
+            ("access-control-request-method", "POST"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(pre.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn cors_origin_list_echoes_only_listed_origins_and_off_sends_nothing() {
+    let config = ServerConfig::default().cors(Cors::Origins(vec!["https://ok.example".into()]));
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let ok = send(
+        Method::GET,
+        &s.url("/"),
+        &[("origin", "https://ok.example")],
+        None,
+    )
+    .await;
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://ok.example")
+    );
+    assert_eq!(ok.header("vary"), Some("origin"));
+    let other = send(
+        Method::GET,
+        &s.url("/"),
+        &[("origin", "https://evil.example")],
+        None,
+    )
+    .await;
+    assert_eq!(other.header("access-control-allow-origin"), None);
+
+    let off = start_with(
+        mock("5ms"),
+        QueueConfig::default(),
+        ServerConfig::default().cors(Cors::Off),
+    )
+    .await;
+    let r = send(
+        Method::GET,
+        &off.url("/"),
+        &[("origin", "https://ok.example")],
+        None,
+    )
+    .await;
+    assert_eq!(r.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn metrics_count_predictions_requests_and_timings() {
+    let s = start().await;
+    let r = post_json(
+        &s.url(&format!("{PREDICT}?async_mode=false")),
+        r#"{"input":"x"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let m = get(&s.url("/metrics")).await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.header("content-type").is_some_and(|c| c.contains("text")));
+    let text = m.text();
+    for needle in [
+        r#"mockpredict_predictions_total{status="succeeded"} 1"#,
+        "mockpredict_queue_depth 0",
+        "mockpredict_in_flight 0",
+        "mockpredict_queue_capacity 10000",
+        "mockpredict_predict_seconds_count 1",
+        "mockpredict_queue_wait_seconds_count 1",
+        r#"mockpredict_http_requests_total{method="POST",route="/predictions/predict",code="200"} 1"#,
+        r#"mockpredict_http_request_duration_seconds_count{route="/predictions/predict"} 1"#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn openapi_document_and_router_agree() {
+    let s = start().await;
+    let doc = get(&s.url("/openapi.json")).await.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .expect("operations")
+                .keys()
+                .map(move |m| (m.to_uppercase(), path.replace("{prediction_id}", "{id}")))
+        })
+        .collect();
+    let routed: BTreeSet<(String, String)> = mockpredict_server::routes()
+        .map(|(m, p)| (m.to_owned(), p.to_owned()))
+        .collect();
+    assert_eq!(documented, routed);
+    // And the table is what the router really serves: no route answers 404/405.
+    let id = uuid::Uuid::new_v4();
+    for (method, template) in mockpredict_server::routes() {
+        let path = template.replace("{id}", &id.to_string());
+        let method: Method = method.parse().expect("method");
+        let r = send(method.clone(), &s.url(&path), &[], Some(r#"{"input":"x"}"#)).await;
+        assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        if r.status == StatusCode::NOT_FOUND {
+            assert_eq!(r.error_type(), "not_found", "{method} {path} is not routed");
+        }
+    }
+}
+
+/// A small non-mock model: counts words, with a struct input.
+struct WordCounter;
+
+#[derive(Serialize, Deserialize)]
+struct Text {
+    text: String,
+}
+
+impl Model for WordCounter {
+    type Input = Text;
+    type Output = usize;
+
+    fn name(&self) -> &str {
+        "word-counter"
+    }
+
+    fn version(&self) -> &str {
+        "1"
+    }
+
+    async fn predict(&self, input: &Text) -> Result<usize, ModelError> {
+        Ok(input.text.split_whitespace().count())
+    }
+}
+
+#[tokio::test]
+async fn any_serde_model_is_served_on_the_same_routes() {
+    let s = start_with(WordCounter, QueueConfig::default(), ServerConfig::default()).await;
+    let r = post_json(
+        &s.url(&format!("{PREDICT}?async_mode=false")),
+        r#"{"input":{"text":"one two three"}}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    assert_eq!(body["result"], 3, "a non-object output is spread as result");
+    assert_eq!(body["output"], 3);
+    assert_eq!(body["input"]["text"], "one two three");
+    let bad = post_json(&s.url(PREDICT), r#"{"input":"not an object"}"#).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        get(&s.url("/")).await.json()["model"]["name"],
+        "word-counter"
+    );
+}
