@@ -1,0 +1,258 @@
+//! Connection-level behaviour: HTTP/2 cleartext, the header-read timeout, the
+//! connection cap, server-sent events, and graceful shutdown (in-process and of the
+//! real binary on SIGTERM).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{get, mock, post_json, start, start_with};
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mockpredict_core::QueueConfig;
+use mockpredict_server::ServerConfig;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+
+const PREDICT: &str = "/predictions/predict";
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served_on_the_same_port() {
+    let s = start().await;
+    let tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = Request::get(format!("http://{}/", s.addr))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    assert_eq!(resp.version(), Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("Application is Running!"));
+}
+
+#[tokio::test]
+async fn a_connection_that_stalls_mid_headers_is_closed() {
+    let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server closed the connection");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed() {
+    let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let mut buf = Vec::new();
+    let read = timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(read.is_ok_and(|r| r.is_ok()), "closed");
+    assert!(buf.is_empty());
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let config = ServerConfig::default().max_connections(1);
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let request = format!("GET /healthz HTTP/1.1\r\nhost: {}\r\n\r\n", s.addr);
+    // A holds the only slot with a kept-alive connection.
+    let mut a = TcpStream::connect(s.addr).await.expect("connect a");
+    a.write_all(request.as_bytes()).await.expect("write a");
+    let mut buf = [0u8; 512];
+    let n = a.read(&mut buf).await.expect("read a");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // B connects (the kernel backlog accepts it) but is not served while A is open.
+    let mut b = TcpStream::connect(s.addr).await.expect("connect b");
+    b.write_all(request.as_bytes()).await.expect("write b");
+    assert!(
+        timeout(Duration::from_millis(300), b.read(&mut buf))
+            .await
+            .is_err(),
+        "B must wait"
+    );
+    drop(a);
+    let n = timeout(Duration::from_secs(5), b.read(&mut buf))
+        .await
+        .expect("B served once A left")
+        .expect("read b");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
+
+/// Parses `event:` names and `data:` JSON out of an event-stream text.
+fn events(text: &str) -> Vec<(String, serde_json::Value)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut event = None;
+            let mut data = None;
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = Some(e.to_owned());
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).ok();
+                }
+            }
+            Some((event?, data?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn events_stream_each_status_change_and_end_after_the_result() {
+    let s = start_with(
+        mock("100ms"),
+        QueueConfig::default(),
+        ServerConfig::default(),
+    )
+    .await;
+    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = get(&s.url(&format!("{PREDICT}/{id}/events"))).await; // reads to the end
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let evs = events(&r.text());
+    let names: Vec<&str> = evs.iter().map(|(e, _)| e.as_str()).collect();
+    assert!(
+        names == ["queued", "processing", "succeeded"] || names == ["processing", "succeeded"],
+        "{names:?}"
+    );
+    let (_, last) = evs.last().expect("a final event");
+    assert_eq!(last["prediction_id"], id.as_str());
+    assert!(last["output"]["result"].is_string());
+}
+
+#[tokio::test]
+async fn a_disconnected_event_stream_leaks_nothing() {
+    let s = start_with(mock("10s"), QueueConfig::default(), ServerConfig::default()).await;
+    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let req = format!("GET {PREDICT}/{id}/events HTTP/1.1\r\nhost: x\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = [0u8; 2048];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let open = |m: &str| m.contains("mockpredict_event_streams 1");
+    assert!(
+        open(&get(&s.url("/metrics")).await.text()),
+        "stream counted as open"
+    );
+    drop(tcp);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let m = get(&s.url("/metrics")).await.text();
+        if m.contains("mockpredict_event_streams 0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream task outlived its client:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_an_in_flight_sync_prediction() {
+    let mut s = start_with(
+        mock("300ms"),
+        QueueConfig::default(),
+        ServerConfig::default(),
+    )
+    .await;
+    let url = s.url(&format!("{PREDICT}?async_mode=false"));
+    let in_flight = tokio::spawn(async move { post_json(&url, r#"{"input":"x"}"#).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(TcpStream::connect(s.addr).await.is_err(), "listener closed");
+    let r = in_flight.await.expect("task");
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "succeeded");
+    let report = s.shutdown().await;
+    assert!(report.drained);
+}
+
+#[tokio::test]
+async fn binary_finishes_a_sync_prediction_on_sigterm_and_exits_0() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mockpredict-server"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--latency",
+            "400ms",
+            "--log-format",
+            "text",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the server binary");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.expect("read log") {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                return rest.split_whitespace().next().map(str::to_owned);
+            }
+        }
+        None
+    })
+    .await
+    .expect("logged its address in time")
+    .expect("logged 'listening on http://ADDR'");
+    // Keep draining the log so the child never blocks on a full pipe.
+    let log = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push(line);
+        }
+        all
+    });
+
+    let url = format!("http://{addr}{PREDICT}?async_mode=false");
+    let in_flight = tokio::spawn(async move { post_json(&url, r#"{"input":"x"}"#).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let pid = child.id().expect("pid").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+
+    let r = in_flight.await.expect("task");
+    assert_eq!(r.status, StatusCode::OK, "the in-flight request completed");
+    assert!(r.json()["result"].is_string());
+    let status = timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exited in time")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    let log = log.await.expect("log task");
+    assert!(log.iter().any(|l| l.contains("SIGTERM")), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains(r#"route="/predictions/predict""#) && l.contains("status=200")),
+        "access log: {log:#?}"
+    );
+}
