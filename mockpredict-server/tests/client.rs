@@ -1,0 +1,176 @@
+//! The typed client against a real server: every method and every error variant.
+
+mod common;
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use common::{mock, start, start_with};
+use mockpredict_core::{PredictionId, QueueConfig, Status};
+use mockpredict_server::ServerConfig;
+use mockpredict_server::client::{Client, Error, SyncOutcome};
+
+#[tokio::test]
+async fn info_health_and_ready() {
+    let s = start().await;
+    let c = Client::new(&s.url("")).expect("client");
+    let info = c.info().await.expect("info");
+    assert_eq!(info.message, "Application is Running!");
+    assert_eq!(info.model.name, "mock");
+    assert_eq!(c.health().await.expect("health").status, "ok");
+    assert!(c.ready().await.expect("ready"));
+    s.app.drain();
+    assert!(!c.ready().await.expect("ready answers while draining"));
+}
+
+#[tokio::test]
+async fn predict_sync_returns_the_finished_prediction() {
+    let s = start().await;
+    let c = Client::new(&s.url("/")).expect("client");
+    let SyncOutcome::Finished(p) = c.predict_sync(&"hi".to_owned(), None).await.expect("sync")
+    else {
+        panic!("expected a finished prediction");
+    };
+    assert_eq!(p.status, Status::Succeeded);
+    assert_eq!(p.input, "hi");
+    let out = p.output.expect("output");
+    assert!((100..=10_000).contains(&out.result.parse::<u32>().expect("int")));
+    assert!(p.completed_at.is_some());
+}
+
+#[tokio::test]
+async fn predict_sync_past_its_wait_is_pending_with_the_id() {
+    let config = ServerConfig::default().sync_timeout(Duration::from_millis(50));
+    let s = start_with(mock("2s"), QueueConfig::default(), config).await;
+    let c = Client::new(&s.url("")).expect("client");
+    match c
+        .predict_sync(&"x".to_owned(), Some(Duration::from_secs(1)))
+        .await
+        .expect("sync")
+    {
+        SyncOutcome::Pending(a) => {
+            assert!(!a.status.is_terminal());
+            assert!(c.get(a.prediction_id).await.is_ok());
+        }
+        SyncOutcome::Finished(p) => panic!("finished too early: {p:?}"),
+    }
+}
+
+#[tokio::test]
+async fn async_then_wait_then_cancel() {
+    let s = start_with(
+        mock("100ms"),
+        QueueConfig::default(),
+        ServerConfig::default(),
+    )
+    .await;
+    let c = Client::new(&s.url("")).expect("client");
+    let id = c.predict_async(&"x".to_owned()).await.expect("submit");
+    let pending = c.get(id).await.expect("get");
+    assert!(!pending.is_finished());
+    let done = c
+        .wait(id, Some(Duration::from_secs(5)))
+        .await
+        .expect("wait");
+    assert_eq!(done.status, Status::Succeeded);
+    // Canceling a finished prediction keeps its status.
+    assert_eq!(
+        c.cancel(id).await.expect("cancel").status,
+        Status::Succeeded
+    );
+}
+
+#[tokio::test]
+async fn wait_uses_long_polls_across_several_requests_and_honours_its_timeout() {
+    let s = start_with(
+        mock("400ms"),
+        QueueConfig::default(),
+        ServerConfig::default(),
+    )
+    .await;
+    let c = Client::new(&s.url(""))
+        .expect("client")
+        .with_long_poll(Duration::from_millis(100));
+    let id = c.predict_async(&"x".to_owned()).await.expect("submit");
+    let early = c
+        .wait(id, Some(Duration::from_millis(150)))
+        .await
+        .expect("wait");
+    assert!(!early.is_finished(), "timed out before the model finished");
+    let done = c.wait(id, None).await.expect("wait");
+    assert!(done.is_finished());
+    let m = common::get(&s.url("/metrics")).await.text();
+    let polls: u64 = m
+        .lines()
+        .find(|l| l.contains(r#"route="/predictions/predict/{id}",code="202""#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("202 polls counted");
+    assert!(
+        (2..=10).contains(&polls),
+        "long-polls, not a tight loop: {polls}"
+    );
+}
+
+#[tokio::test]
+async fn cancel_a_running_prediction() {
+    let s = start_with(mock("5s"), QueueConfig::default(), ServerConfig::default()).await;
+    let c = Client::new(&s.url("")).expect("client");
+    let id = c.predict_async(&"x".to_owned()).await.expect("submit");
+    assert_eq!(c.cancel(id).await.expect("cancel").status, Status::Canceled);
+}
+
+#[tokio::test]
+async fn errors_are_typed() {
+    let config = ServerConfig::default().api_token(Some("tok".into()));
+    let queue = QueueConfig::default().capacity(1);
+    let s = start_with(mock("2s"), queue, config).await;
+    let anon = Client::new(&s.url("")).expect("client");
+    assert!(matches!(
+        anon.predict_async(&"x".to_owned()).await,
+        Err(Error::Unauthorized { .. })
+    ));
+    let c = anon.clone().with_token("tok");
+    assert!(
+        matches!(c.get(PredictionId::new_v4()).await, Err(Error::NotFound { message, .. }) if message == "Prediction ID not found.")
+    );
+    c.predict_async(&"a".to_owned()).await.expect("first fits");
+    match c.predict_async(&"b".to_owned()).await {
+        Err(Error::QueueFull { retry_after, .. }) => {
+            assert!(retry_after.is_some_and(|d| d >= Duration::from_secs(1)))
+        }
+        other => panic!("expected QueueFull, got {other:?}"),
+    }
+    s.app.drain();
+    match c.predict_async(&"c".to_owned()).await {
+        Err(Error::Status {
+            status: 503,
+            error_type,
+            ..
+        }) => assert_eq!(error_type.as_deref(), Some("shutting_down")),
+        other => panic!("expected 503, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_connect_error_with_its_cause() {
+    // Bind then drop, so nothing listens on the port.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let c = Client::new(&format!("http://{addr}")).expect("client");
+    let err = c.health().await.expect_err("nothing listens");
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains(&addr.to_string()));
+    let mut chain = Vec::new();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        chain.push(c.to_string());
+        cause = c.source();
+    }
+    assert!(
+        chain.iter().any(|c| c.to_lowercase().contains("refused")),
+        "{chain:?}"
+    );
+}
