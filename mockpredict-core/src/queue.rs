@@ -2,12 +2,14 @@
 //! at once on tokio tasks, enforces deadlines, and answers `get`, `wait`, `cancel` and
 //! subscriptions by ID.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -205,15 +207,25 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> std::fmt::Debug
     }
 }
 
-struct Shared<M: Model, B> {
+struct Shared<M: Model, B: Backend> {
     model: Arc<M>,
     backend: B,
     config: QueueConfig,
     observer: Option<Arc<dyn Observer>>,
-    /// Concurrency: a worker holds a permit while its model runs. Tokio's semaphore is
-    /// FIFO, so predictions start in admission order.
-    permits: Arc<Semaphore>,
-    /// Queued + processing; `submit` reserves a slot with a CAS-free fetch_add.
+    /// Admitted predictions waiting for a worker, in admission order (so, with one
+    /// deadline for all, in deadline order too). A std mutex: nothing awaits under it.
+    pending: Mutex<VecDeque<Pending<B::Job>>>,
+    /// Wakes an idle worker when a prediction is pushed.
+    work: Notify,
+    /// Workers alive (at most `concurrency`); they are spawned on demand and live
+    /// until shutdown or the last handle drops, so a busy queue spawns no task per
+    /// prediction.
+    workers: AtomicUsize,
+    /// Workers waiting for work.
+    idle_workers: AtomicUsize,
+    /// Wakes the deadline sweeper when the pending queue stops being empty.
+    sweeper_wake: Notify,
+    /// Queued + processing; `submit` reserves a slot with a fetch_add.
     admitted: AtomicUsize,
     processing: AtomicUsize,
     submitted_total: AtomicU64,
@@ -224,11 +236,19 @@ struct Shared<M: Model, B> {
     closing: AtomicBool,
     /// Woken when `admitted` reaches zero (shutdown's drain).
     idle: Notify,
-    /// Canceled when shutdown's grace period ends: every worker cancels its prediction.
+    /// Canceled when shutdown's grace period ends: running predictions are canceled.
     cancel_all: CancellationToken,
-    /// Canceled when the last handle drops or shutdown completes: stops the purge task.
+    /// Canceled when the last handle drops or shutdown completes: idle workers, the
+    /// purge and the sweeper exit.
     stop: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// One admitted prediction waiting for a worker.
+struct Pending<J> {
+    job: J,
+    /// When it must have finished, if the queue has a deadline.
+    deadline: Option<Instant>,
 }
 
 /// Builds a [`JobQueue`] with a non-default backend or an [`Observer`].
@@ -296,8 +316,12 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder
         let shared = Arc::new(Shared {
             model: Arc::new(self.model),
             backend: self.backend,
-            permits: Arc::new(Semaphore::new(self.config.concurrency)),
             config: self.config,
+            pending: Mutex::new(VecDeque::new()),
+            work: Notify::new(),
+            workers: AtomicUsize::new(0),
+            idle_workers: AtomicUsize::new(0),
+            sweeper_wake: Notify::new(),
             observer: self.observer,
             admitted: AtomicUsize::new(0),
             processing: AtomicUsize::new(0),
@@ -314,6 +338,11 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder
         shared
             .tasks
             .spawn(purge_loop(Arc::downgrade(&shared), stop.clone()));
+        if shared.config.deadline.is_some() {
+            shared
+                .tasks
+                .spawn(deadline_sweeper(Arc::clone(&shared), stop.clone()));
+        }
         Ok(JobQueue {
             shared,
             _guard: Arc::new(stop.drop_guard()),
@@ -387,10 +416,11 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
             }
         };
         shared.submitted_total.fetch_add(1, Ordering::Relaxed);
-        let deadline = shared.config.deadline.map(|d| (Instant::now() + d, d));
-        shared
-            .tasks
-            .spawn(run(Arc::clone(shared), job.clone(), deadline));
+        let deadline = shared.config.deadline.map(|d| Instant::now() + d);
+        shared.enqueue(Pending {
+            job: job.clone(),
+            deadline,
+        });
         tracing::trace!(prediction_id = %id, "admitted");
         Ok((id, job))
     }
@@ -439,9 +469,8 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
         let until = timeout.map(|t| Instant::now() + t);
         loop {
             let changed = backend.changed(job);
-            let snap = backend.snapshot(job).await?;
-            if snap.is_finished() {
-                return Ok(snap);
+            if backend.status(job).await?.is_terminal() {
+                return backend.snapshot(job).await;
             }
             match until {
                 Some(until) => {
@@ -536,6 +565,12 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
         let left = s.admitted.load(Ordering::Acquire);
         s.cancel_all.cancel();
         s.stop.cancel();
+        let queued: Vec<_> = lock(&s.pending).drain(..).collect();
+        for p in queued {
+            if let Err(e) = s.finish(&p.job, Outcome::Canceled).await {
+                tracing::warn!(error = %e, "could not cancel a queued prediction");
+            }
+        }
         s.tasks.close();
         s.tasks.wait().await;
         tracing::info!(drained, canceled = left, "queue shut down");
@@ -587,6 +622,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
             observer.on_finish(&done);
         }
         self.release_slot();
+        self.backend.wake(job);
         Ok(true)
     }
 
@@ -606,76 +642,182 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
     }
 }
 
-async fn sleep_until(deadline: Option<(Instant, Duration)>) -> Duration {
-    match deadline {
-        Some((at, d)) => {
-            tokio::time::sleep_until(at).await;
-            d
+impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
+    /// Queues a prediction and makes sure a worker will take it: wakes an idle one, or
+    /// spawns one while fewer than `concurrency` exist.
+    fn enqueue(self: &Arc<Self>, item: Pending<B::Job>) {
+        let waiting = {
+            let mut pending = lock(&self.pending);
+            pending.push_back(item);
+            pending.len()
+        };
+        if waiting == 1 && self.config.deadline.is_some() {
+            self.sweeper_wake.notify_one();
         }
-        None => std::future::pending().await,
+        if waiting > self.idle_workers.load(Ordering::Acquire) && self.reserve_worker() {
+            self.tasks.spawn(worker(Arc::clone(self)));
+        } else {
+            self.work.notify_one();
+        }
     }
-}
 
-/// One prediction's worker: waits for a permit, runs the model, records the outcome.
-async fn run<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
-    shared: Arc<Shared<M, B>>,
-    job: B::Job,
-    deadline: Option<(Instant, Duration)>,
-) {
-    let outcome = run_inner(&shared, &job, deadline).await;
-    if let Some(outcome) = outcome {
-        if let Err(e) = shared.finish(&job, outcome).await {
+    fn reserve_worker(&self) -> bool {
+        self.workers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.config.concurrency).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn pop(&self) -> Option<Pending<B::Job>> {
+        lock(&self.pending).pop_front()
+    }
+
+    /// The next prediction to run, or `None` when the worker should exit.
+    async fn next_job(&self) -> Option<Pending<B::Job>> {
+        loop {
+            if let Some(item) = self.pop() {
+                return Some(item);
+            }
+            if self.stop.is_cancelled() {
+                return None;
+            }
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            // Register before the second look, so a push in between is not missed.
+            notified.as_mut().enable();
+            if let Some(item) = self.pop() {
+                return Some(item);
+            }
+            self.idle_workers.fetch_add(1, Ordering::AcqRel);
+            let stopped = tokio::select! {
+                () = notified => false,
+                () = self.stop.cancelled() => true,
+            };
+            self.idle_workers.fetch_sub(1, Ordering::AcqRel);
+            if stopped {
+                return None;
+            }
+        }
+    }
+
+    /// Runs one prediction to its terminal status (unless it already has one).
+    async fn run_job(&self, item: Pending<B::Job>) {
+        let job = &item.job;
+        match self.backend.start(job).await {
+            Ok(true) => {
+                self.processing.fetch_add(1, Ordering::AcqRel);
+            }
+            // Canceled or timed out while queued.
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "could not start a prediction");
+                self.finish_logged(job, Outcome::Failed(PredictionError::backend(&e)))
+                    .await;
+                return;
+            }
+        }
+        let outcome = match self.backend.input(job).await {
+            Ok(input) => self.run_model(job, &input, item.deadline).await,
+            Err(e) => Some(Outcome::Failed(PredictionError::backend(&e))),
+        };
+        if let Some(outcome) = outcome {
+            self.finish_logged(job, outcome).await;
+        }
+    }
+
+    async fn run_model(
+        &self,
+        job: &B::Job,
+        input: &M::Input,
+        deadline: Option<Instant>,
+    ) -> Option<Outcome<M::Output>> {
+        let model = AssertUnwindSafe(self.model.predict(input)).catch_unwind();
+        // Biased, model first: a model that is ready at once never pays for the
+        // other branches' registration.
+        tokio::select! {
+            biased;
+            result = model => Some(match result {
+                Ok(Ok(output)) => Outcome::Succeeded(Arc::new(output)),
+                Ok(Err(e)) => Outcome::Failed(PredictionError::model(e)),
+                Err(panic) => {
+                    let err = PredictionError::panic(&*panic);
+                    tracing::warn!(message = %err, "model panicked; failing that prediction");
+                    Outcome::Failed(err)
+                }
+            }),
+            // Canceled: the model future is dropped when this select returns.
+            () = self.ended(job) => None,
+            () = self.cancel_all.cancelled() => Some(Outcome::Canceled),
+            () = sleep_until(deadline) => Some(Outcome::Failed(self.timeout("processing"))),
+        }
+    }
+
+    fn timeout(&self, while_status: &str) -> PredictionError {
+        PredictionError::timeout(self.config.deadline.unwrap_or_default(), while_status)
+    }
+
+    async fn finish_logged(&self, job: &B::Job, outcome: Outcome<M::Output>) {
+        if let Err(e) = self.finish(job, outcome).await {
             tracing::error!(error = %e, "could not record a prediction's outcome");
         }
     }
 }
 
-async fn run_inner<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
-    shared: &Shared<M, B>,
-    job: &B::Job,
-    deadline: Option<(Instant, Duration)>,
-) -> Option<Outcome<M::Output>> {
-    let _permit = tokio::select! {
-        biased;
-        () = shared.ended(job) => return None,
-        () = shared.cancel_all.cancelled() => return Some(Outcome::Canceled),
-        d = sleep_until(deadline) => {
-            return Some(Outcome::Failed(PredictionError::timeout(d, "queued")));
-        }
-        permit = shared.permits.acquire() => permit.ok()?,
-    };
-    match shared.backend.start(job).await {
-        Ok(true) => {
-            shared.processing.fetch_add(1, Ordering::AcqRel);
-        }
-        Ok(false) => return None,
-        Err(e) => {
-            tracing::error!(error = %e, "could not start a prediction");
-            return Some(Outcome::Failed(PredictionError::backend(&e)));
-        }
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
-    let input = match shared.backend.input(job).await {
-        Ok(input) => input,
-        Err(e) => return Some(Outcome::Failed(PredictionError::backend(&e))),
-    };
-    let model = AssertUnwindSafe(shared.model.predict(&input)).catch_unwind();
-    tokio::select! {
-        biased;
-        () = shared.ended(job) => None,
-        () = shared.cancel_all.cancelled() => Some(Outcome::Canceled),
-        d = sleep_until(deadline) => {
-            Some(Outcome::Failed(PredictionError::timeout(d, "processing")))
-        }
-        result = model => Some(match result {
-            Ok(Ok(output)) => Outcome::Succeeded(Arc::new(output)),
-            Ok(Err(e)) => Outcome::Failed(PredictionError::model(e)),
-            Err(panic) => {
-                let err = PredictionError::panic(&*panic);
-                tracing::warn!(message = %err, "model panicked; failing that prediction");
-                Outcome::Failed(err)
+}
+
+/// A worker: takes predictions in admission order and runs them, one at a time.
+async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
+    shared: Arc<Shared<M, B>>,
+) {
+    while let Some(item) = shared.next_job().await {
+        shared.run_job(item).await;
+    }
+    shared.workers.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Fails queued predictions whose deadline passes before a worker takes them. One
+/// deadline applies to all, so the oldest queued prediction is always the next to
+/// expire: the sweeper sleeps until the front's deadline, never scanning.
+async fn deadline_sweeper<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
+    shared: Arc<Shared<M, B>>,
+    stop: CancellationToken,
+) {
+    loop {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        let next = {
+            let mut pending = lock(&shared.pending);
+            loop {
+                match pending.front().and_then(|p| p.deadline) {
+                    Some(at) if at <= now => expired.extend(pending.pop_front()),
+                    other => break other,
+                }
             }
-        }),
+        };
+        for p in &expired {
+            shared
+                .finish_logged(&p.job, Outcome::Failed(shared.timeout("queued")))
+                .await;
+        }
+        // `notify_one` leaves a permit when nobody waits, so a push that lands
+        // between the look above and this wait is not missed.
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = sleep_until(next) => {}
+            () = shared.sweeper_wake.notified(), if next.is_none() => {}
+        }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; recovering from poison is sound.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn purge_loop<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(

@@ -454,3 +454,18 @@ async fn the_observer_hears_every_terminal_transition() {
         [Status::Succeeded, Status::Failed, Status::Canceled]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_woken_by_its_result_can_submit_again_at_once() {
+    // Capacity 1 and back-to-back sync predictions: if the slot were freed after the
+    // waiter woke, a submit would sometimes see the queue still full.
+    let queue =
+        JobQueue::new(Scripted::default(), QueueConfig::default().capacity(1)).expect("valid");
+    for _ in 0..1_000 {
+        let p = queue
+            .predict(Script::ok(0))
+            .await
+            .expect("the slot is free again");
+        assert_eq!(p.status, Status::Succeeded);
+    }
+}

@@ -2,6 +2,7 @@
 //! serialized.
 
 use std::collections::{HashMap, VecDeque};
+
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -30,7 +31,6 @@ struct Entry<I, O> {
     id: PredictionId,
     input: Arc<I>,
     created: Instant,
-    created_wall: SystemTime,
     /// Woken (`notify_waiters`) on every status change; waiters register before they
     /// read the state, so no change is missed.
     notify: Notify,
@@ -47,16 +47,65 @@ struct State<O> {
 
 impl<I, O> Entry<I, O> {
     fn state(&self) -> MutexGuard<'_, State<O>> {
-        // A poisoned lock means a panic while a transition was half-applied; no code
-        // path panics under this lock, so recovering the guard is sound.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
+    }
+}
+
+/// Converts monotonic instants to wall-clock times from one reading of both clocks,
+/// taken when the backend was made: one clock read per transition instead of two, and
+/// wall times that stay consistent with durations (and with tokio's paused clock).
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+impl Anchor {
+    fn now() -> Self {
+        Self {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
     }
 
     fn wall(&self, at: Instant) -> SystemTime {
-        // Wall times derive from the monotonic clock, so they stay consistent with
-        // durations (and with tokio's paused clock in tests).
-        self.created_wall + at.saturating_duration_since(self.created)
+        match at.checked_duration_since(self.instant) {
+            Some(after) => self.wall + after,
+            None => self.wall - self.instant.saturating_duration_since(at),
+        }
     }
+}
+
+/// Number of map shards: a power of two, so a shard is picked by masking ID bits.
+const SHARDS: usize = 32;
+
+/// Prediction IDs are random v4 UUIDs that only the queue creates, so their own bits
+/// are already a uniform hash: no need for SipHash, and no hash-flooding risk since
+/// clients cannot choose inserted keys.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // `Uuid` hashes as its 16 bytes; fold them (the low half carries 64 random bits).
+        for chunk in bytes.chunks(8) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(buf);
+        }
+    }
+}
+
+type IdMap<V> = HashMap<PredictionId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+type Shard<I, O> = Mutex<IdMap<Arc<Entry<I, O>>>>;
+
+fn shard_of(id: &PredictionId) -> usize {
+    id.as_uuid().as_bytes()[15] as usize & (SHARDS - 1)
 }
 
 /// Predictions kept in this process's memory: the embedded default backend.
@@ -66,14 +115,20 @@ impl<I, O> Entry<I, O> {
 pub struct MemoryBackend<I, O> {
     result_ttl: Duration,
     max_retained: usize,
-    inner: Mutex<Inner<I, O>>,
-}
-
-struct Inner<I, O> {
-    jobs: HashMap<PredictionId, Arc<Entry<I, O>>>,
+    anchor: Anchor,
+    /// Every retained prediction, sharded by ID so that submits and lookups on
+    /// different threads rarely meet on one lock.
+    shards: [Shard<I, O>; SHARDS],
     /// Finished predictions in completion order. The TTL is the same for all, so
     /// completion order is expiry order and the front is always the next to expire.
-    finished: VecDeque<Arc<Entry<I, O>>>,
+    /// Lock order: `finished`, then a shard.
+    finished: Mutex<VecDeque<Arc<Entry<I, O>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a panic while it was held; no code path panics under
+    // these locks, so recovering the guard is sound.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<I, O> std::fmt::Debug for MemoryBackend<I, O> {
@@ -93,23 +148,21 @@ impl<I, O> MemoryBackend<I, O> {
         Self {
             result_ttl,
             max_retained,
-            inner: Mutex::new(Inner {
-                jobs: HashMap::new(),
-                finished: VecDeque::new(),
-            }),
+            anchor: Anchor::now(),
+            shards: std::array::from_fn(|_| Mutex::new(IdMap::default())),
+            finished: Mutex::new(VecDeque::new()),
         }
     }
 
-    fn inner(&self) -> MutexGuard<'_, Inner<I, O>> {
-        // See `Entry::state`: nothing panics under this lock.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn retained_now(&self) -> usize {
-        self.inner().finished.len()
+        lock(&self.finished).len()
     }
 
-    fn snapshot_of(entry: &Entry<I, O>) -> Prediction<I, O> {
+    fn forget(&self, entry: &Entry<I, O>) {
+        lock(&self.shards[shard_of(&entry.id)]).remove(&entry.id);
+    }
+
+    fn snapshot_of(&self, entry: &Entry<I, O>) -> Prediction<I, O> {
         let st = entry.state();
         let (output, error) = match &st.outcome {
             Some(Outcome::Succeeded(o)) => (Some(Arc::clone(o)), None),
@@ -123,9 +176,9 @@ impl<I, O> MemoryBackend<I, O> {
             input: Arc::clone(&entry.input),
             output,
             error,
-            created_at: entry.created_wall,
-            started_at: st.started.map(|t| entry.wall(t)),
-            completed_at: st.completed.map(|t| entry.wall(t)),
+            created_at: self.anchor.wall(entry.created),
+            started_at: st.started.map(|t| self.anchor.wall(t)),
+            completed_at: st.completed.map(|t| self.anchor.wall(t)),
             queue_time: queue_end.map(|t| t.saturating_duration_since(entry.created)),
             predict_time: st
                 .started
@@ -149,7 +202,6 @@ where
             id,
             input,
             created: Instant::now(),
-            created_wall: SystemTime::now(),
             notify: Notify::new(),
             state: Mutex::new(State {
                 status: Status::Queued,
@@ -158,16 +210,19 @@ where
                 outcome: None,
             }),
         });
-        self.inner().jobs.insert(id, Arc::clone(&entry));
+        lock(&self.shards[shard_of(&id)]).insert(id, Arc::clone(&entry));
         Ok(MemoryJob(entry))
     }
 
     async fn lookup(&self, id: PredictionId) -> Result<Option<Self::Job>> {
-        Ok(self.inner().jobs.get(&id).cloned().map(MemoryJob))
+        Ok(lock(&self.shards[shard_of(&id)])
+            .get(&id)
+            .cloned()
+            .map(MemoryJob))
     }
 
     async fn snapshot(&self, job: &Self::Job) -> Result<Prediction<I, O>> {
-        Ok(Self::snapshot_of(&job.0))
+        Ok(self.snapshot_of(&job.0))
     }
 
     async fn status(&self, job: &Self::Job) -> Result<Status> {
@@ -215,17 +270,23 @@ where
                 predict_time: st.started.map(|s| now.saturating_duration_since(s)),
             }
         };
-        {
-            let mut inner = self.inner();
-            inner.finished.push_back(Arc::clone(entry));
-            while inner.finished.len() > self.max_retained {
-                if let Some(old) = inner.finished.pop_front() {
-                    inner.jobs.remove(&old.id);
-                }
-            }
+        let evicted = {
+            let mut finished = lock(&self.finished);
+            finished.push_back(Arc::clone(entry));
+            // Usually zero or one: the cap is reached one finish at a time.
+            let excess = finished.len().saturating_sub(self.max_retained);
+            finished.drain(..excess).collect::<Vec<_>>()
+        };
+        // Outside the `finished` lock: evicted entries are cold in cache, and
+        // removing and freeing them should not hold up other finishes.
+        for old in evicted {
+            self.forget(&old);
         }
-        entry.notify.notify_waiters();
         Ok(Some(finished))
+    }
+
+    fn wake(&self, job: &Self::Job) {
+        job.0.notify.notify_waiters();
     }
 
     fn changed<'a>(&'a self, job: &'a Self::Job) -> impl Future<Output = ()> + Send + 'a {
@@ -235,15 +296,15 @@ where
 
     async fn purge_expired(&self) -> Result<Instant> {
         let now = Instant::now();
-        let mut inner = self.inner();
-        while let Some(front) = inner.finished.front() {
+        let mut finished = lock(&self.finished);
+        while let Some(front) = finished.front() {
             let completed = front.state().completed.unwrap_or(now);
             let expires = completed + self.result_ttl;
             if expires > now {
                 return Ok(expires);
             }
-            if let Some(old) = inner.finished.pop_front() {
-                inner.jobs.remove(&old.id);
+            if let Some(old) = finished.pop_front() {
+                self.forget(&old);
             }
         }
         // Nothing finished: anything that finishes from now on expires at

@@ -101,6 +101,10 @@ pub trait Backend: Send + Sync + 'static {
     /// and starts its retention. Returns `None` (and changes nothing) when it was
     /// already terminal.
     ///
+    /// It does not wake waiters: the queue first frees the prediction's capacity slot
+    /// and then calls [`wake`](Backend::wake), so a client woken by the result can
+    /// submit again at once without a spurious `QueueFull`.
+    ///
     /// # Errors
     ///
     /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
@@ -109,6 +113,9 @@ pub trait Backend: Send + Sync + 'static {
         job: &Self::Job,
         outcome: Outcome<Self::Output>,
     ) -> impl Future<Output = Result<Option<Finished>>> + Send;
+
+    /// Wakes everything waiting on [`changed`](Backend::changed) for this prediction.
+    fn wake(&self, job: &Self::Job);
 
     /// A future that resolves at the prediction's next status change. It is
     /// registered when this method returns, so a change between this call and the
