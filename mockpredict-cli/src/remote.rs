@@ -73,13 +73,10 @@ impl ServerError {
             client::Error::NotFound { .. } => "no prediction with that ID on this server: it \
                  never existed, or its result expired (servers keep results for a limited time)"
                 .to_owned(),
-            client::Error::QueueFull { retry_after, .. } => match retry_after {
-                Some(after) => format!(
-                    "the server is at capacity; try again in {}s",
-                    after.as_secs().max(1)
-                ),
-                None => "the server is at capacity; try again later".to_owned(),
-            },
+            // The client's message already carries the server's Retry-After.
+            client::Error::QueueFull { .. } => "the server's queue is at capacity: retry \
+                 after the delay it asked for, or give the server a larger --capacity"
+                .to_owned(),
             client::Error::Timeout { .. } => {
                 "the server accepted the connection but did not answer in time".to_owned()
             }
@@ -292,13 +289,14 @@ mod tests {
     }
 
     #[test]
-    fn a_429_hint_carries_the_servers_retry_after() {
+    fn a_429_reports_the_servers_retry_after_and_hints_at_capacity() {
         let full = client::Error::QueueFull {
             url: "http://h:1/predictions/predict".into(),
             retry_after: Some(Duration::from_secs(7)),
             message: "queue is full".into(),
         };
-        assert!(hint(full, false).contains("try again in 7s"));
+        assert!(full.to_string().contains("retry after 7s"), "{full}");
+        assert!(hint(full, false).contains("--capacity"));
     }
 
     #[test]

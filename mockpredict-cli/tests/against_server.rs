@@ -1,0 +1,319 @@
+//! The `mockpredict` binary against a real `mockpredict-server` process on a free
+//! loopback port: every command, `--json`, the token and unknown-ID errors, and the
+//! wait timeout.
+
+mod common;
+
+use common::server::{self, TestServer};
+use common::{json_lines, mockpredict, stdout_lines};
+use predicates::prelude::*;
+
+const UNKNOWN_ID: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+
+/// A server whose predictions take 20 ms.
+fn fast() -> TestServer {
+    server::start("20ms", &[])
+}
+
+/// A server whose predictions take far longer than any test, to cancel and time out.
+fn slow() -> TestServer {
+    server::start("10m", &[])
+}
+
+/// `mockpredict --server URL ARGS...`.
+fn at(server: &TestServer) -> assert_cmd::Command {
+    let mut cmd = mockpredict();
+    cmd.args(["--server", &server.url]);
+    cmd
+}
+
+/// Submits `--async` and returns the ID it prints.
+fn submit(server: &TestServer, input: &str) -> String {
+    let output = at(server)
+        .args(["predict", "--async", input])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{output:?}");
+    let lines = stdout_lines(&output);
+    assert_eq!(
+        lines.len(),
+        1,
+        "--async against a server prints only the ID: {lines:?}"
+    );
+    lines[0].clone()
+}
+
+/// The server's log line is found whether it is plain text or JSON.
+#[test]
+fn the_helper_finds_the_address_in_plain_and_json_logs() {
+    assert_eq!(
+        server::listening_url(" INFO mockpredict_server: listening on http://127.0.0.1:4242"),
+        Some("http://127.0.0.1:4242".to_owned())
+    );
+    assert_eq!(
+        server::listening_url(r#"{"fields":{"message":"listening on http://127.0.0.1:1/"}}"#),
+        Some("http://127.0.0.1:1".to_owned())
+    );
+}
+
+/// A sync prediction against the server prints the result alone and exits 0.
+#[test]
+fn predict_sync_prints_the_result() {
+    let server = fast();
+    let output = at(&server)
+        .args(["predict", "hello"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{output:?}");
+    let result: u32 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("stdout is the result");
+    assert!((100..=10_000).contains(&result));
+}
+
+/// `--json` on a sync prediction prints the server's prediction body, one line.
+#[test]
+fn predict_sync_json_is_the_servers_body() {
+    let server = fast();
+    let output = at(&server)
+        .args(["predict", "--json", "hello"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{output:?}");
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["status"], "succeeded");
+    assert_eq!(lines[0]["input"], "hello");
+    assert!(lines[0]["output"]["result"].is_string());
+}
+
+/// `-` reads the input from stdin against a server too.
+#[test]
+fn predict_reads_stdin_against_a_server() {
+    let server = fast();
+    let output = at(&server)
+        .args(["predict", "--json", "-"])
+        .write_stdin("piped\n")
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(json_lines(&output)[0]["input"], "piped");
+}
+
+/// `predict --async` prints the ID and exits; `wait` then prints the result and
+/// `status` shows it succeeded.
+#[test]
+fn async_then_wait_then_status() {
+    let server = fast();
+    let id = submit(&server, "hello");
+    let waited = at(&server).args(["wait", &id]).output().expect("runs");
+    assert!(waited.status.success(), "{waited:?}");
+    let result = String::from_utf8_lossy(&waited.stdout).trim().to_owned();
+    assert!(
+        result.parse::<u32>().is_ok(),
+        "wait prints the result: {result:?}"
+    );
+
+    let status = at(&server).args(["status", &id]).output().expect("runs");
+    assert!(status.status.success(), "{status:?}");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains(&id), "{text}");
+    assert!(text.contains("succeeded"), "{text}");
+    assert!(
+        text.contains(&result),
+        "status shows the same result: {text}"
+    );
+
+    let json = at(&server)
+        .args(["status", "--json", &id])
+        .output()
+        .expect("runs");
+    let body = &json_lines(&json)[0];
+    assert_eq!(body["prediction_id"], id.as_str());
+    assert_eq!(body["output"]["result"], result.as_str());
+}
+
+/// `predict --async --json` prints the prediction's body with its ID.
+#[test]
+fn async_json_prints_the_body() {
+    let server = slow();
+    let output = at(&server)
+        .args(["predict", "--async", "--json", "hi"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{output:?}");
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 1);
+    assert!(matches!(
+        lines[0]["status"].as_str(),
+        Some("queued" | "processing")
+    ));
+    assert!(lines[0]["prediction_id"].is_string());
+}
+
+/// A pending prediction's status exits 0 and says it is not finished.
+#[test]
+fn status_of_a_pending_prediction() {
+    let server = slow();
+    let id = submit(&server, "slow");
+    at(&server)
+        .args(["status", &id])
+        .assert()
+        .success()
+        .stdout(predicate::str::is_match("status +(queued|processing)").expect("regex"));
+}
+
+/// `cancel` stops a running prediction (exit 0); afterwards `status` and `wait`
+/// report it canceled with exit 1.
+#[test]
+fn cancel_then_status_and_wait_exit_1() {
+    let server = slow();
+    let id = submit(&server, "doomed");
+    at(&server)
+        .args(["cancel", &id])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("{id} canceled")));
+    at(&server)
+        .args(["status", &id])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("canceled"));
+    at(&server)
+        .args(["wait", &id])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("was canceled"));
+}
+
+/// `wait --timeout` gives up with exit 4 when the prediction is still running.
+#[test]
+fn wait_timeout_exits_4() {
+    let server = slow();
+    let id = submit(&server, "slow");
+    let start = std::time::Instant::now();
+    at(&server)
+        .args(["wait", "--timeout", "300ms", &id])
+        .assert()
+        .code(4)
+        .stdout("")
+        .stderr(predicate::str::contains("timed out"));
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(300),
+        "it did wait"
+    );
+}
+
+/// `wait --timeout --json` still prints the (pending) body, then exits 4.
+#[test]
+fn wait_timeout_json_prints_the_pending_body() {
+    let server = slow();
+    let id = submit(&server, "slow");
+    let output = at(&server)
+        .args(["wait", "--json", "--timeout", "100ms", &id])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(4), "{output:?}");
+    assert!(matches!(
+        json_lines(&output)[0]["status"].as_str(),
+        Some("queued" | "processing")
+    ));
+}
+
+/// An unknown ID is a 404: exit 3, and the hint says the ID is unknown or expired.
+#[test]
+fn an_unknown_id_exits_3_with_a_hint() {
+    let server = fast();
+    for cmd in ["status", "wait", "cancel"] {
+        at(&server).args([cmd, UNKNOWN_ID]).assert().code(3).stderr(
+            predicate::str::contains("404")
+                .and(predicate::str::contains(&server.url))
+                .and(predicate::str::contains("expired")),
+        );
+    }
+}
+
+/// A server with an API token: no token and a wrong token both exit 3 with a hint
+/// about the token; the right one (from the environment) works.
+#[test]
+fn tokens_are_sent_and_refusals_explained() {
+    let server = server::start("20ms", &["--api-token", "s3cret"]);
+    at(&server).args(["predict", "x"]).assert().code(3).stderr(
+        predicate::str::contains("401").and(predicate::str::contains("MOCKPREDICT_API_TOKEN")),
+    );
+    at(&server)
+        .args(["--token", "wrong", "predict", "x"])
+        .assert()
+        .code(3)
+        .stderr(
+            predicate::str::contains("401").and(predicate::str::contains("rejected the token")),
+        );
+    at(&server)
+        .args(["predict", "x"])
+        .env("MOCKPREDICT_API_TOKEN", "s3cret")
+        .assert()
+        .success();
+}
+
+/// `health` reports alive and ready; with `--json`, the server's body plus `ready`.
+#[test]
+fn health_of_a_running_server() {
+    let server = fast();
+    at(&server)
+        .arg("health")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(&server.url).and(predicate::str::contains("ready")));
+    let output = at(&server)
+        .args(["health", "--json"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(json_lines(&output)[0]["ready"], true);
+}
+
+/// A server that stopped is a server that cannot be reached: exit 3.
+#[test]
+fn a_stopped_server_exits_3() {
+    let server = fast();
+    let url = server.url.clone();
+    drop(server);
+    mockpredict()
+        .args(["--server", &url, "health"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(url));
+}
+
+/// A full server queue is a 429: exit 3, the server's retry-after in the message, and
+/// the sync and async paths report it alike.
+#[test]
+fn a_full_queue_exits_3_with_the_retry_after() {
+    let server = server::start("10m", &["--capacity", "1"]);
+    submit(&server, "fills the queue");
+    for args in [&["predict", "--async", "x"][..], &["predict", "x"]] {
+        at(&server).args(args).assert().code(3).stdout("").stderr(
+            predicate::str::contains("429")
+                .and(predicate::str::contains("retry after"))
+                .and(predicate::str::contains("hint:")),
+        );
+    }
+}
+
+/// A sync prediction that outlasts the server's sync limit comes back as an ID (202);
+/// the CLI keeps waiting on it and still prints the result.
+#[test]
+fn a_sync_prediction_longer_than_the_servers_limit_still_ends_with_its_result() {
+    let server = server::start("1500ms", &["--sync-timeout", "1s"]);
+    let start = std::time::Instant::now();
+    let output = at(&server)
+        .args(["predict", "--json", "slow"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{output:?}");
+    assert!(start.elapsed() >= std::time::Duration::from_millis(1500));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 1, "only the final body: {lines:?}");
+    assert_eq!(lines[0]["status"], "succeeded");
+}
