@@ -256,3 +256,99 @@ async fn binary_finishes_a_sync_prediction_on_sigterm_and_exits_0() {
         "access log: {log:#?}"
     );
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_does_not_hold_its_slot_forever() {
+    let config = ServerConfig::default()
+        .header_read_timeout(Duration::from_millis(200))
+        .max_connections(1);
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Now idle: the server must close it, freeing the only slot.
+    let closed = timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+    assert_eq!(get(&s.url("/healthz")).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn binary_reads_env_flags_logs_json_and_exits_0_on_sigint() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mockpredict-server"))
+        .env("MOCKPREDICT_BIND", "127.0.0.1:0")
+        .env("MOCKPREDICT_LATENCY", "5ms")
+        .env("MOCKPREDICT_LOG_FORMAT", "json")
+        .env("MOCKPREDICT_API_TOKEN", "env-token")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the server binary");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.expect("read log") {
+            let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+            if let Some(rest) = json["fields"]["message"]
+                .as_str()
+                .and_then(|m| m.strip_prefix("listening on http://"))
+            {
+                return Some(rest.to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .expect("logged its address in time")
+    .expect("logged 'listening on http://ADDR'");
+    let metrics = format!("http://{addr}/metrics");
+    assert_eq!(
+        get(&metrics).await.status,
+        StatusCode::UNAUTHORIZED,
+        "token from env"
+    );
+    let ok = common::send(
+        http::Method::GET,
+        &metrics,
+        &[("authorization", "Bearer env-token")],
+        None,
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let pid = child.id().expect("pid").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    let status = timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exited in time")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push(line);
+    }
+    assert!(
+        rest.iter().all(|l| !l.contains("env-token")),
+        "the token is never logged"
+    );
+}
+
+#[tokio::test]
+async fn binary_exits_1_when_the_address_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mockpredict-server"))
+        .args(["--bind", &addr])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot listen on {addr}")));
+}
