@@ -61,6 +61,12 @@ impl ServerError {
             return None;
         };
         Some(match source {
+            // hyper-util exposes no typed "DNS failed" kind; its message is the only
+            // tell, and a wrong guess costs no more than a less specific hint.
+            client::Error::Connect { .. } if chain_mentions(source, "dns error") => {
+                "the server's host name did not resolve: check --server / MOCKPREDICT_SERVER"
+                    .to_owned()
+            }
             client::Error::Connect { .. } => "is the server running at that address? start one \
                  with `mockpredict-server`, or check --server / MOCKPREDICT_SERVER"
                 .to_owned(),
@@ -83,6 +89,11 @@ impl ServerError {
             _ => return None,
         })
     }
+}
+
+/// Whether any error in `err`'s cause chain says `needle`.
+fn chain_mentions(err: &(dyn std::error::Error + 'static), needle: &str) -> bool {
+    std::iter::successors(Some(err), |e| e.source()).any(|e| e.to_string().contains(needle))
 }
 
 /// Calls through the client, turning its errors into [`ServerError`].

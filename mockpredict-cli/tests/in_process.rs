@@ -234,6 +234,24 @@ fn an_unreachable_server_exits_3_naming_url_and_cause() {
     }
 }
 
+/// A host name that cannot resolve (`.invalid` never does): exit 3, the URL and the
+/// DNS failure in the message, and a hint about the host name.
+#[test]
+fn an_unresolvable_host_exits_3_naming_the_dns_failure() {
+    let output = mockpredict()
+        .args(["--server", "http://no-such-host.invalid:8000", "health"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("http://no-such-host.invalid:8000"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("dns error"), "{stderr}");
+    assert!(stderr.contains("host name did not resolve"), "{stderr}");
+}
+
 /// MOCKPREDICT_SERVER is the same as --server.
 #[test]
 fn the_server_comes_from_the_environment_too() {
