@@ -383,6 +383,8 @@ where
         let mut resp = match mode {
             Mode::Async => accepted(id, Status::Queued, wire::ASYNC_MESSAGE.to_owned())?,
             Mode::Sync(wait) => {
+                // If the client hangs up, this future is dropped and the prediction
+                // runs on: it is admitted work, retrievable by ID like any other.
                 let p = self.inner.queue.wait(id, Some(wait)).await?;
                 if p.is_finished() {
                     bytes_response(StatusCode::OK, sync_body(&p)?)

@@ -33,8 +33,6 @@
 //! - [`wire`]: the JSON bodies of the HTTP API, shared by server and client.
 //! - [`client`]: a typed async client ([`client::Client`]).
 
-#![recursion_limit = "512"]
-
 mod app;
 pub mod client;
 mod config;

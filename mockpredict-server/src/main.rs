@@ -3,7 +3,8 @@
 //! [`mockpredict_server::serve`] until SIGTERM or SIGINT.
 //!
 //! Exit codes: 0 after a clean shutdown, 1 when the server cannot start (bad flag
-//! value, address in use), 2 for usage errors (from clap).
+//! value, address in use), 2 for usage errors (from clap), 130 when a second
+//! SIGTERM/SIGINT cut the drain short.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,12 +14,16 @@ use clap::{Parser, ValueEnum};
 use mockpredict_core::{Latency, MockModel, QueueConfig};
 use mockpredict_server::{App, Cors, ServerConfig};
 
+/// Exit code when a second signal interrupts the graceful drain.
+const EXIT_FORCED: i32 = 130;
+
 /// Serve slow mock ML predictions over HTTP, synchronously or through a queue.
 ///
 /// The original service's API (GET /, POST /predictions/predict, GET
 /// /predictions/predict/{id}) plus cancel, events, health, metrics and OpenAPI. Every
 /// flag can also be set by an environment variable MOCKPREDICT_<FLAG>. Logs go to
-/// stderr; RUST_LOG filters them (default info).
+/// stderr; RUST_LOG filters them (default info). On SIGTERM or SIGINT the server
+/// drains and exits 0; a second signal exits 130 at once.
 #[derive(Debug, Parser)]
 #[command(name = "mockpredict-server", version, about, max_term_width = 100)]
 struct Flags {
@@ -222,7 +227,16 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         latency = %app.queue().model().latency(),
         "listening on http://{addr}"
     );
-    let report = mockpredict_server::serve(listener, app, shutdown_signal()).await?;
+    let shutdown = async {
+        shutdown_signal().await;
+        // A second signal means "now": skip the drain.
+        tokio::spawn(async {
+            shutdown_signal().await;
+            tracing::warn!("second signal: exiting without waiting for the drain");
+            std::process::exit(EXIT_FORCED);
+        });
+    };
+    let report = mockpredict_server::serve(listener, app, shutdown).await?;
     tracing::info!(
         drained = report.drained,
         canceled = report.canceled,

@@ -352,3 +352,46 @@ async fn binary_exits_1_when_the_address_is_taken() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot listen on {addr}")));
 }
+
+#[tokio::test]
+async fn a_second_signal_cuts_the_drain_short_with_exit_130() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mockpredict-server"))
+        .args(["--bind", "127.0.0.1:0", "--latency", "30s"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the server binary");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.expect("read log") {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                return rest.split_whitespace().next().map(str::to_owned);
+            }
+        }
+        None
+    })
+    .await
+    .expect("logged its address in time")
+    .expect("logged its address");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // A sync request that would hold the drain for 30 s.
+    let url = format!("http://{addr}{PREDICT}?async_mode=false");
+    let _in_flight = tokio::spawn(async move { post_json(&url, r#"{"input":"x"}"#).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let pid = child.id().expect("pid").to_string();
+    for _ in 0..2 {
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(kill.success());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let status = timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exited without waiting for the drain")
+        .expect("wait");
+    assert_eq!(status.code(), Some(130));
+}
