@@ -86,6 +86,11 @@ impl Printer {
         self.spinner = Some(spinner);
     }
 
+    /// Whether the spinner is on screen.
+    pub(crate) fn spinner_shown(&self) -> bool {
+        self.spinner.is_some()
+    }
+
     /// Updates the spinner's message, if it is shown.
     pub(crate) fn spinner_message(&self, message: impl Into<String>) {
         if let Some(spinner) = &self.spinner {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use mockpredict_core::{MockOutput, PredictionId, Status};
 use mockpredict_server::client::{self, Client, SyncOutcome};
 use mockpredict_server::wire::PredictionBody;
+use tokio::time::Instant;
 
 use crate::config::Server;
 use crate::outcome::{Exit, View, print_final, print_status};
@@ -162,7 +163,7 @@ pub(crate) async fn predict(
             // It outlasted the server's sync limit: keep waiting on the ID.
             let id = accepted.prediction_id;
             printer.spinner_message(format!("{id} {}", accepted.status));
-            client.wait(id, None).await.map_err(|e| remote.err(e))?
+            follow(printer, &remote, id, None).await?
         }
     };
     printer.stop_spinner();
@@ -197,13 +198,47 @@ pub(crate) async fn wait(
 ) -> anyhow::Result<Exit> {
     let remote = Remote::new(server)?;
     printer.start_spinner(format!("{id} waiting"));
-    let body = remote
-        .client
-        .wait(id, timeout)
-        .await
-        .map_err(|e| remote.err(e))?;
+    let body = follow(printer, &remote, id, timeout).await?;
     printer.stop_spinner();
     Ok(print_final(printer, &view(&body), Some(&body))?)
+}
+
+/// How long one long-poll lasts while a spinner shows the live status.
+const SPINNER_POLL: Duration = Duration::from_secs(1);
+
+/// Waits until the prediction finishes or `timeout` passes, through the client's
+/// long-poll. With a spinner on screen the wait is cut into one-second long-polls so
+/// the spinner shows the status as it changes; each still blocks on the server, so
+/// nothing spins. Without one, a single `Client::wait` makes as few requests as it can.
+async fn follow(
+    printer: &Printer,
+    remote: &Remote,
+    id: PredictionId,
+    timeout: Option<Duration>,
+) -> Result<Body, ServerError> {
+    if !printer.spinner_shown() {
+        return remote
+            .client
+            .wait(id, timeout)
+            .await
+            .map_err(|e| remote.err(e));
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let step = deadline.map_or(SPINNER_POLL, |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(SPINNER_POLL)
+        });
+        let body = remote
+            .client
+            .wait(id, Some(step))
+            .await
+            .map_err(|e| remote.err(e))?;
+        printer.spinner_message(format!("{id} {}", body.status));
+        if body.is_finished() || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(body);
+        }
+    }
 }
 
 /// `cancel ID`: succeeds when the server accepted the cancel, whatever status the
