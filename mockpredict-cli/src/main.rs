@@ -54,16 +54,8 @@ fn run() -> anyhow::Result<Exit> {
     let config = Config::try_from(cli)?;
     init_tracing();
     let mut printer = Printer::new(config.output);
-    if let Command::Completions(shell) = config.command {
-        // Into a buffer first: clap_complete panics when its writer fails, and a
-        // closed pipe is not a reason to panic.
-        let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "mockpredict", &mut script);
-        printer.raw(&script)?;
-        return Ok(Exit::Success);
-    }
-    // One thread is plenty: the CLI runs one prediction, and the queue's workers
-    // spend their time asleep in the mock model.
+    // One thread is plenty: the CLI runs one prediction, and the queue's worker
+    // spends its time asleep in the mock model.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -92,8 +84,13 @@ async fn execute(printer: &mut Printer, command: Command) -> anyhow::Result<Exit
         } => remote::wait(printer, &server, id, timeout).await,
         Command::Cancel { server, id } => remote::cancel(printer, &server, id).await,
         Command::Health { server } => remote::health(printer, &server).await,
-        Command::Completions(_) => {
-            unreachable!("completions are printed before the runtime starts")
+        Command::Completions(shell) => {
+            // Into a buffer first: clap_complete panics when its writer fails, and a
+            // closed pipe is not a reason to panic.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mockpredict", &mut script);
+            printer.raw(&script)?;
+            Ok(Exit::Success)
         }
     }
 }
