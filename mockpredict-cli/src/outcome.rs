@@ -1,6 +1,6 @@
 //! How a prediction's state becomes output and an exit code, the same way in-process
 //! and against a server: both modes turn what they have into a [`View`] (for text) and
-//! a JSON value (for `--json`), and the functions here do the rest.
+//! hand over the server's wire body (for `--json`); the functions here do the rest.
 
 use std::time::Duration;
 
