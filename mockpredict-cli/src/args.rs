@@ -66,13 +66,16 @@ pub(crate) struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum CommandArgs {
     /// Run one prediction and print its result (or, with --async, its ID).
+    #[command(after_help = EXIT_CODES)]
     Predict(PredictArgs),
     /// Print a prediction's current status.
+    #[command(after_help = EXIT_CODES)]
     Status {
         /// The prediction ID.
         id: PredictionId,
     },
     /// Wait until a prediction finishes (long-polling the server) and print its result.
+    #[command(after_help = EXIT_CODES)]
     Wait {
         /// The prediction ID.
         id: PredictionId,
@@ -81,11 +84,13 @@ pub(crate) enum CommandArgs {
         timeout: Option<Duration>,
     },
     /// Cancel a queued or running prediction.
+    #[command(after_help = EXIT_CODES)]
     Cancel {
         /// The prediction ID.
         id: PredictionId,
     },
     /// Check that the server is up and ready.
+    #[command(after_help = EXIT_CODES)]
     Health,
     /// Print a shell completion script.
     Completions {
