@@ -126,7 +126,7 @@ async fn a_failed_sync_prediction_is_a_200_carrying_its_error() {
 #[tokio::test]
 async fn sync_past_its_wait_limit_answers_202_with_location() {
     let config = ServerConfig::default().sync_timeout(Duration::from_millis(50));
-    let s = start_with(mock("400ms"), QueueConfig::default(), config).await;
+    let s = start_with(mock("3s"), QueueConfig::default(), config).await;
     let started = Instant::now();
     let r = post_json(
         &s.url(&format!("{PREDICT}?async_mode=false")),
@@ -134,7 +134,7 @@ async fn sync_past_its_wait_limit_answers_202_with_location() {
     )
     .await;
     assert!(
-        started.elapsed() < Duration::from_millis(350),
+        started.elapsed() < Duration::from_secs(2),
         "did not wait for the model"
     );
     assert_eq!(r.status, StatusCode::ACCEPTED);
@@ -188,7 +188,7 @@ async fn prefer_header_selects_the_mode() {
 #[tokio::test]
 async fn poll_is_202_while_pending_and_200_with_every_field_when_done() {
     let s = start_with(
-        mock("150ms"),
+        mock("300ms"),
         QueueConfig::default(),
         ServerConfig::default(),
     )
@@ -204,8 +204,7 @@ async fn poll_is_202_while_pending_and_200_with_every_field_when_done() {
     assert_eq!(body["message"], "Prediction is still being processed.");
     assert!(body["completed_at"].is_null());
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let done = get(&s.url(&format!("{PREDICT}/{id}"))).await;
+    let done = get(&s.url(&format!("{PREDICT}/{id}?wait=10"))).await;
     assert_eq!(done.status, StatusCode::OK);
     let body = done.json();
     assert_eq!(body["prediction_id"], id.as_str());
@@ -222,7 +221,7 @@ async fn poll_is_202_while_pending_and_200_with_every_field_when_done() {
     assert!(
         body["metrics"]["predict_time"]
             .as_f64()
-            .is_some_and(|t| t >= 0.1)
+            .is_some_and(|t| t >= 0.25)
     );
     assert!(body.get("message").is_none());
 }

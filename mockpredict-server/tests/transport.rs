@@ -115,7 +115,7 @@ fn events(text: &str) -> Vec<(String, serde_json::Value)> {
 #[tokio::test]
 async fn events_stream_each_status_change_and_end_after_the_result() {
     let s = start_with(
-        mock("100ms"),
+        mock("300ms"),
         QueueConfig::default(),
         ServerConfig::default(),
     )
@@ -192,6 +192,20 @@ async fn graceful_shutdown_finishes_an_in_flight_sync_prediction() {
     assert!(report.drained);
 }
 
+/// Waits until the server at `addr` runs one prediction, so a signal sent next
+/// really lands while it is in flight.
+async fn wait_in_flight(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(&format!("http://{addr}/metrics"))
+        .await
+        .text()
+        .contains("mockpredict_in_flight 1")
+    {
+        assert!(Instant::now() < deadline, "the prediction never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn binary_finishes_a_sync_prediction_on_sigterm_and_exits_0() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mockpredict-server"))
@@ -199,7 +213,7 @@ async fn binary_finishes_a_sync_prediction_on_sigterm_and_exits_0() {
             "--bind",
             "127.0.0.1:0",
             "--latency",
-            "400ms",
+            "1s",
             "--log-format",
             "text",
         ])
@@ -232,7 +246,7 @@ async fn binary_finishes_a_sync_prediction_on_sigterm_and_exits_0() {
 
     let url = format!("http://{addr}{PREDICT}?async_mode=false");
     let in_flight = tokio::spawn(async move { post_json(&url, r#"{"input":"x"}"#).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    wait_in_flight(&addr).await;
     let pid = child.id().expect("pid").to_string();
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -379,7 +393,7 @@ async fn a_second_signal_cuts_the_drain_short_with_exit_130() {
     // A sync request that would hold the drain for 30 s.
     let url = format!("http://{addr}{PREDICT}?async_mode=false");
     let _in_flight = tokio::spawn(async move { post_json(&url, r#"{"input":"x"}"#).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    wait_in_flight(&addr).await;
     let pid = child.id().expect("pid").to_string();
     for _ in 0..2 {
         let kill = std::process::Command::new("kill")
