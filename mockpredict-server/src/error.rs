@@ -240,4 +240,14 @@ mod tests {
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }
+
+    #[test]
+    fn backend_failures_are_503_without_leaking_details() {
+        let e = ApiError::from(mockpredict_core::Error::Backend(
+            "redis://secret-host:6379 refused".into(),
+        ));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.error_type(), "backend_unavailable");
+        assert!(!e.message().contains("secret-host"));
+    }
 }
