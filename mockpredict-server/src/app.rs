@@ -227,7 +227,7 @@ where
         let path = req.uri().path().to_owned();
         if req.method() == Method::OPTIONS {
             return match routes::allowed_methods(&path) {
-                Some(allow) => (options_response(&allow), "OPTIONS"),
+                Some((template, allow)) => (options_response(&allow), template),
                 None => (ApiError::RouteNotFound.into_response(), UNMATCHED),
             };
         }

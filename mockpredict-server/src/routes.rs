@@ -101,18 +101,18 @@ pub(crate) fn resolve<'p>(method: &Method, path: &'p str) -> Resolved<'p> {
     }
 }
 
-/// The methods a path allows (for `OPTIONS` and preflight), or `None` if unknown.
-pub(crate) fn allowed_methods(path: &str) -> Option<String> {
-    let mut allowed: Vec<&str> = TABLE
+/// The template a path matches and the methods it allows (for `OPTIONS` and
+/// preflight), or `None` if no template matches.
+pub(crate) fn allowed_methods(path: &str) -> Option<(&'static str, String)> {
+    let matching: Vec<(&'static str, &'static str)> = TABLE
         .iter()
         .filter(|(_, _, t)| matches(t, path).is_some())
-        .map(|&(_, m, _)| m)
+        .map(|&(_, m, t)| (t, m))
         .collect();
-    if allowed.is_empty() {
-        return None;
-    }
+    let template = matching.first()?.0;
+    let mut allowed: Vec<&str> = matching.iter().map(|&(_, m)| m).collect();
     allowed.push("OPTIONS");
-    Some(allowed.join(", "))
+    Some((template, allowed.join(", ")))
 }
 
 #[cfg(test)]
@@ -143,8 +143,11 @@ mod tests {
         );
         assert_eq!(resolve(&Method::GET, "/nope"), Resolved::NotFound);
         assert_eq!(
-            allowed_methods("/predictions/predict/x/events").as_deref(),
-            Some("GET, OPTIONS")
+            allowed_methods("/predictions/predict/x/events"),
+            Some((
+                "/predictions/predict/{id}/events",
+                "GET, OPTIONS".to_owned()
+            ))
         );
     }
 }
