@@ -597,18 +597,22 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
 
     /// Applies a terminal outcome once; returns whether this call applied it.
     async fn finish(&self, job: &B::Job, outcome: Outcome<M::Output>) -> Result<bool> {
-        let Some(done) = self.backend.finish(job, outcome).await? else {
+        let applied = self.backend.finish(job, outcome, |done| {
+            // Runs before anyone can see the terminal status (see `Backend::finish`).
+            if done.previous == Status::Processing {
+                self.processing.fetch_sub(1, Ordering::AcqRel);
+            }
+            let idx = match done.status {
+                Status::Succeeded => 0,
+                Status::Failed => 1,
+                _ => 2,
+            };
+            self.finished_total[idx].fetch_add(1, Ordering::Relaxed);
+            self.release_slot();
+        });
+        let Some(done) = applied.await? else {
             return Ok(false);
         };
-        if done.previous == Status::Processing {
-            self.processing.fetch_sub(1, Ordering::AcqRel);
-        }
-        let idx = match done.status {
-            Status::Succeeded => 0,
-            Status::Failed => 1,
-            _ => 2,
-        };
-        self.finished_total[idx].fetch_add(1, Ordering::Relaxed);
         if let Some(t) = done.predict_time {
             let old = self.model_time_ewma.load(Ordering::Relaxed);
             let new = if old == 0 {
@@ -621,7 +625,6 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         if let Some(observer) = &self.observer {
             observer.on_finish(&done);
         }
-        self.release_slot();
         self.backend.wake(job);
         Ok(true)
     }

@@ -468,4 +468,14 @@ async fn a_client_woken_by_its_result_can_submit_again_at_once() {
             .expect("the slot is free again");
         assert_eq!(p.status, Status::Succeeded);
     }
+    // The same through polling: seeing a terminal status means the slot is free.
+    for _ in 0..1_000 {
+        let id = queue
+            .submit(Script::ok(0))
+            .await
+            .expect("the slot is free again");
+        while !queue.get(id).await.expect("retained").is_finished() {
+            tokio::task::yield_now().await;
+        }
+    }
 }

@@ -246,7 +246,15 @@ where
         Ok(true)
     }
 
-    async fn finish(&self, job: &Self::Job, outcome: Outcome<O>) -> Result<Option<Finished>> {
+    async fn finish<F>(
+        &self,
+        job: &Self::Job,
+        outcome: Outcome<O>,
+        on_applied: F,
+    ) -> Result<Option<Finished>>
+    where
+        F: FnOnce(&Finished) + Send,
+    {
         let entry = &job.0;
         let finished = {
             let mut st = entry.state();
@@ -259,7 +267,7 @@ where
             st.status = status;
             st.completed = Some(now);
             st.outcome = Some(outcome);
-            Finished {
+            let finished = Finished {
                 id: entry.id,
                 previous,
                 status,
@@ -268,7 +276,10 @@ where
                     .unwrap_or(now)
                     .saturating_duration_since(entry.created),
                 predict_time: st.started.map(|s| now.saturating_duration_since(s)),
-            }
+            };
+            // Still under the entry's lock: nobody can read the new status yet.
+            on_applied(&finished);
+            finished
         };
         let evicted = {
             let mut finished = lock(&self.finished);

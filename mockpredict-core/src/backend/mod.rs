@@ -101,18 +101,23 @@ pub trait Backend: Send + Sync + 'static {
     /// and starts its retention. Returns `None` (and changes nothing) when it was
     /// already terminal.
     ///
-    /// It does not wake waiters: the queue first frees the prediction's capacity slot
-    /// and then calls [`wake`](Backend::wake), so a client woken by the result can
-    /// submit again at once without a spurious `QueueFull`.
+    /// `on_applied` runs exactly once when the transition applies, *before* the new
+    /// status is visible to any reader: the queue frees the prediction's capacity slot
+    /// there, so a client that sees the result can submit again at once without a
+    /// spurious `QueueFull`. It must be quick and must not block. `finish` does not
+    /// wake waiters; the queue calls [`wake`](Backend::wake) after its bookkeeping.
     ///
     /// # Errors
     ///
     /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
-    fn finish(
+    fn finish<F>(
         &self,
         job: &Self::Job,
         outcome: Outcome<Self::Output>,
-    ) -> impl Future<Output = Result<Option<Finished>>> + Send;
+        on_applied: F,
+    ) -> impl Future<Output = Result<Option<Finished>>> + Send
+    where
+        F: FnOnce(&Finished) + Send;
 
     /// Wakes everything waiting on [`changed`](Backend::changed) for this prediction.
     fn wake(&self, job: &Self::Job);
