@@ -233,10 +233,10 @@ where
         }
         let (route, id) = match routes::resolve(req.method(), &path) {
             Resolved::Found(route, id) => (route, id.map(str::to_owned)),
-            Resolved::WrongMethod(allow) => {
+            Resolved::WrongMethod(template, allow) => {
                 return (
                     ApiError::MethodNotAllowed { allow }.into_response(),
-                    UNMATCHED,
+                    template,
                 );
             }
             Resolved::NotFound => return (ApiError::RouteNotFound.into_response(), UNMATCHED),

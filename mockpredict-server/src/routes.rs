@@ -62,8 +62,9 @@ impl Route {
 pub(crate) enum Resolved<'p> {
     /// A route, with the `{id}` segment when its template has one.
     Found(Route, Option<&'p str>),
-    /// The path exists with these methods (comma-separated, for `Allow`).
-    WrongMethod(String),
+    /// The path matches this template, with other methods (comma-separated, for
+    /// `Allow`).
+    WrongMethod(&'static str, String),
     /// No template matches the path.
     NotFound,
 }
@@ -84,20 +85,16 @@ fn matches<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> {
 
 /// Resolves `method path` against the table.
 pub(crate) fn resolve<'p>(method: &Method, path: &'p str) -> Resolved<'p> {
-    let mut allowed: Vec<&str> = Vec::new();
     for &(route, m, template) in TABLE {
         if let Some(id) = matches(template, path) {
             if m == method.as_str() {
                 return Resolved::Found(route, id);
             }
-            allowed.push(m);
         }
     }
-    if allowed.is_empty() {
-        Resolved::NotFound
-    } else {
-        allowed.push("OPTIONS");
-        Resolved::WrongMethod(allowed.join(", "))
+    match allowed_methods(path) {
+        Some((template, allow)) => Resolved::WrongMethod(template, allow),
+        None => Resolved::NotFound,
     }
 }
 
@@ -135,7 +132,7 @@ mod tests {
         );
         assert_eq!(
             resolve(&Method::GET, "/predictions/predict"),
-            Resolved::WrongMethod("POST, OPTIONS".into())
+            Resolved::WrongMethod("/predictions/predict", "POST, OPTIONS".into())
         );
         assert_eq!(
             resolve(&Method::GET, "/predictions/predict/"),
