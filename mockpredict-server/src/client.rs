@@ -72,7 +72,7 @@ pub enum Error {
     },
     /// 429: the server's queue is full.
     #[error("{url}: the server's queue is full (429): {message}{}",
-        retry_after.map(|d| format!("; retry after {}s", d.as_secs())).unwrap_or_default())]
+        retry_hint(message, *retry_after))]
     QueueFull {
         /// The URL called.
         url: String,
@@ -574,9 +574,26 @@ fn decode<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T> {
     })
 }
 
+/// The `Retry-After` hint for a 429 message, unless the server's message says it
+/// already (mockpredict's own does).
+fn retry_hint(message: &str, retry_after: Option<Duration>) -> String {
+    match retry_after {
+        Some(d) if !message.contains("retry after") => format!("; retry after {}s", d.as_secs()),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retry_hint_is_said_once() {
+        let d = Some(Duration::from_secs(3));
+        assert_eq!(retry_hint("queue is full; retry after 3s", d), "");
+        assert_eq!(retry_hint("busy", d), "; retry after 3s");
+        assert_eq!(retry_hint("busy", None), "");
+    }
 
     #[test]
     fn base_url_must_be_plain_http() {
