@@ -34,10 +34,6 @@ impl Model for Instant {
 
 const BATCH: u64 = 10_000;
 
-// Both sides of the comparison run on the same allocator; see BENCHMARKS.md for the
-// system-allocator numbers.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
