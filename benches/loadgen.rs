@@ -62,8 +62,10 @@ struct Flags {
     /// server answers).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Total requests/s for sync; 0 = closed loop.
-    #[arg(long, default_value_t = 0)]
+    /// Total requests/s for sync (5 per client per second by default); 0 = closed
+    /// loop. The p99 target needs an open loop: closed, 1,000 clients queue behind
+    /// each other and p99 measures the backlog (Little's law), not the overhead.
+    #[arg(long, default_value_t = 5000)]
     sync_rate: u64,
     /// Repeat each scenario on each server this many times, alternating the order;
     /// the table sums the rounds.
@@ -79,7 +81,8 @@ struct Flags {
     #[arg(long)]
     ceiling_bin: Option<PathBuf>,
     /// RUST_LOG for mockpredict-server. `info` (its default) writes one access-log
-    /// line per request, to a pipe this tool drains.
+    /// line per request, to a pipe this tool drains; `info,mockpredict_server::access=off`
+    /// silences only those (the `listening on` line is needed).
     #[arg(long, default_value = "info")]
     server_log: String,
     /// Extra argument for mockpredict-server (repeat the flag for several).

@@ -108,7 +108,9 @@ impl Server {
                     seen.push(line);
                 }
                 Err(_) => bail!(
-                    "{} did not print `listening on http://ADDR` within 20 s; it printed:\n{}",
+                    "{} did not print `listening on http://ADDR` within 20 s (a RUST_LOG that \
+                     hides info lines hides it too: silence only the access log with \
+                     `info,mockpredict_server::access=off`); it printed:\n{}",
                     bin.display(),
                     seen.join("\n")
                 ),

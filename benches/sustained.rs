@@ -62,7 +62,9 @@ struct Flags {
     /// Connections the submissions are spread over.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// RUST_LOG for the server (`info`, its default, logs every request).
+    /// RUST_LOG for mockpredict-server. `info` (its default) writes one access-log
+    /// line per request, to a pipe this tool drains; `info,mockpredict_server::access=off`
+    /// silences only those (the `listening on` line is needed).
     #[arg(long, default_value = "info")]
     server_log: String,
     /// Extra argument for mockpredict-server (repeat the flag for several).
