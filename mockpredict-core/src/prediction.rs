@@ -11,9 +11,18 @@ use serde::{Deserialize, Serialize};
 use crate::PredictionError;
 
 /// A prediction's identifier: a random (v4) UUID, so the ID is an unguessable handle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PredictionId(uuid::Uuid);
+
+impl std::hash::Hash for PredictionId {
+    /// One `u64`: both halves folded. A v4 UUID carries 122 random bits, so this is
+    /// already a good hash, and a map keyed by IDs can use it as is.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let (hi, lo) = self.0.as_u64_pair();
+        state.write_u64(hi ^ lo);
+    }
+}
 
 impl PredictionId {
     /// A new random ID.

@@ -79,9 +79,10 @@ impl Anchor {
 /// Number of map shards: a power of two, so a shard is picked by masking ID bits.
 const SHARDS: usize = 32;
 
-/// Prediction IDs are random v4 UUIDs that only the queue creates, so their own bits
-/// are already a uniform hash: no need for SipHash, and no hash-flooding risk since
-/// clients cannot choose inserted keys.
+/// Prediction IDs are random v4 UUIDs that only the queue creates, and
+/// `PredictionId` hashes as one folded `u64` of them: already a uniform hash, so no
+/// need for SipHash, and no hash-flooding risk since clients cannot choose inserted
+/// keys.
 #[derive(Debug, Default, Clone, Copy)]
 struct IdHasher(u64);
 
@@ -90,12 +91,14 @@ impl std::hash::Hasher for IdHasher {
         self.0
     }
 
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
     fn write(&mut self, bytes: &[u8]) {
-        // `Uuid` hashes as its 16 bytes; fold them (the low half carries 64 random bits).
-        for chunk in bytes.chunks(8) {
-            let mut buf = [0u8; 8];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(buf);
+        // Not reached for `PredictionId`; correct (FNV-1a) for anything else.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
 }
@@ -105,7 +108,9 @@ type IdMap<V> = HashMap<PredictionId, V, std::hash::BuildHasherDefault<IdHasher>
 type Shard<I, O> = Mutex<IdMap<Arc<Entry<I, O>>>>;
 
 fn shard_of(id: &PredictionId) -> usize {
-    id.as_uuid().as_bytes()[15] as usize & (SHARDS - 1)
+    // Byte 11 is random and is not among the bits the map's own hash uses for the
+    // bucket (bytes 7 and 15) or its tag (bytes 0 and 8).
+    id.as_uuid().as_bytes()[11] as usize & (SHARDS - 1)
 }
 
 /// Predictions kept in this process's memory: the embedded default backend.
