@@ -34,7 +34,6 @@ impl Model for Instant {
 
 const BATCH: u64 = 10_000;
 
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
