@@ -479,3 +479,27 @@ async fn a_client_woken_by_its_result_can_submit_again_at_once() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_handle_stops_every_background_task() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let (queue, _) = queue(QueueConfig::default().deadline(Some(60 * S)).concurrency(4));
+    for _ in 0..4 {
+        queue.submit(Script::ok(10)).await.expect("admitted");
+    }
+    let id = queue.submit(Script::ok(10)).await.expect("admitted");
+    queue.wait(id, None).await.expect("known");
+    // Workers, the purge task and the deadline sweeper are alive now.
+    assert!(
+        metrics.num_alive_tasks() >= 3,
+        "{} tasks",
+        metrics.num_alive_tasks()
+    );
+    drop(queue);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        0,
+        "a background task outlived the queue"
+    );
+}
