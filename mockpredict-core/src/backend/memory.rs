@@ -40,14 +40,36 @@ struct Entry<I, O> {
 
 struct State<O> {
     status: Status,
-    started: Option<Instant>,
-    completed: Option<Instant>,
+    /// Start and end as offsets from `created`: 8 bytes each instead of a 16-byte
+    /// `Option<Instant>`, and durations without clock arithmetic.
+    started: Offset,
+    completed: Offset,
     outcome: Option<Outcome<O>>,
+}
+
+/// Nanoseconds since a prediction's creation, or none yet (`u64::MAX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Offset(u64);
+
+impl Offset {
+    const NONE: Offset = Offset(u64::MAX);
+
+    fn get(self) -> Option<Duration> {
+        (self != Self::NONE).then(|| Duration::from_nanos(self.0))
+    }
 }
 
 impl<I, O> Entry<I, O> {
     fn state(&self) -> MutexGuard<'_, State<O>> {
         lock(&self.state)
+    }
+
+    /// The offset of now; 584 years of uptime fit in it.
+    fn offset_now(&self) -> Offset {
+        let nanos = Instant::now()
+            .saturating_duration_since(self.created)
+            .as_nanos();
+        Offset(u64::try_from(nanos).unwrap_or(u64::MAX - 1))
     }
 }
 
@@ -174,21 +196,19 @@ impl<I, O> MemoryBackend<I, O> {
             Some(Outcome::Failed(e)) => (None, Some(e.clone())),
             Some(Outcome::Canceled) | None => (None, None),
         };
-        let queue_end = st.started.or(st.completed);
+        let (started, completed) = (st.started.get(), st.completed.get());
+        let created_at = self.anchor.wall(entry.created);
         Prediction {
             id: entry.id,
             status: st.status,
             input: Arc::clone(&entry.input),
             output,
             error,
-            created_at: self.anchor.wall(entry.created),
-            started_at: st.started.map(|t| self.anchor.wall(t)),
-            completed_at: st.completed.map(|t| self.anchor.wall(t)),
-            queue_time: queue_end.map(|t| t.saturating_duration_since(entry.created)),
-            predict_time: st
-                .started
-                .zip(st.completed)
-                .map(|(s, c)| c.saturating_duration_since(s)),
+            created_at,
+            started_at: started.map(|d| created_at + d),
+            completed_at: completed.map(|d| created_at + d),
+            queue_time: started.or(completed),
+            predict_time: started.zip(completed).map(|(s, c)| c.saturating_sub(s)),
         }
     }
 }
@@ -210,8 +230,8 @@ where
             notify: Notify::new(),
             state: Mutex::new(State {
                 status: Status::Queued,
-                started: None,
-                completed: None,
+                started: Offset::NONE,
+                completed: Offset::NONE,
                 outcome: None,
             }),
         });
@@ -245,7 +265,7 @@ where
                 return Ok(false);
             }
             st.status = Status::Processing;
-            st.started = Some(Instant::now());
+            st.started = job.0.offset_now();
         }
         job.0.notify.notify_waiters();
         Ok(true)
@@ -266,21 +286,19 @@ where
             if st.status.is_terminal() {
                 return Ok(None);
             }
-            let now = Instant::now();
+            let now = entry.offset_now();
             let previous = st.status;
             let status = outcome.status();
             st.status = status;
-            st.completed = Some(now);
+            st.completed = now;
             st.outcome = Some(outcome);
+            let (started, completed) = (st.started.get(), now.get().unwrap_or_default());
             let finished = Finished {
                 id: entry.id,
                 previous,
                 status,
-                queue_time: st
-                    .started
-                    .unwrap_or(now)
-                    .saturating_duration_since(entry.created),
-                predict_time: st.started.map(|s| now.saturating_duration_since(s)),
+                queue_time: started.unwrap_or(completed),
+                predict_time: started.map(|s| completed.saturating_sub(s)),
             };
             // Still under the entry's lock: nobody can read the new status yet.
             on_applied(&finished);
@@ -314,8 +332,8 @@ where
         let now = Instant::now();
         let mut finished = lock(&self.finished);
         while let Some(front) = finished.front() {
-            let completed = front.state().completed.unwrap_or(now);
-            let expires = completed + self.result_ttl;
+            let completed = front.state().completed.get().unwrap_or_default();
+            let expires = front.created + completed + self.result_ttl;
             if expires > now {
                 return Ok(expires);
             }
