@@ -307,13 +307,15 @@ where
         let evicted = {
             let mut finished = lock(&self.finished);
             finished.push_back(Arc::clone(entry));
-            // Usually zero or one: the cap is reached one finish at a time.
-            let excess = finished.len().saturating_sub(self.max_retained);
-            finished.drain(..excess).collect::<Vec<_>>()
+            // Every finish pushes one and trims here, under the same lock, so at most
+            // one is ever over the cap.
+            (finished.len() > self.max_retained)
+                .then(|| finished.pop_front())
+                .flatten()
         };
-        // Outside the `finished` lock: evicted entries are cold in cache, and
-        // removing and freeing them should not hold up other finishes.
-        for old in evicted {
+        // Outside the `finished` lock: an evicted entry is cold in cache, and removing
+        // and freeing it should not hold up other finishes.
+        if let Some(old) = evicted {
             self.forget(&old);
         }
         Ok(Some(finished))
