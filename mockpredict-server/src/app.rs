@@ -2,6 +2,7 @@
 //! sync/async/poll/long-poll/cancel/events handlers, metrics and access logs. It turns
 //! one request into one response and knows nothing of sockets (see [`serve`](crate::serve)).
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -185,6 +186,9 @@ where
             request_headers: req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS).cloned(),
         };
         let (mut resp, route) = self.dispatch(req).await;
+        if method == Method::HEAD {
+            resp = without_body(resp);
+        }
         self.apply_cors(resp.headers_mut(), &cors);
         let took = started.elapsed();
         let status = resp.status().as_u16();
@@ -409,7 +413,7 @@ where
     async fn poll(&self, id: &str, query: Option<&str>) -> Result<Response<Body>, ApiError> {
         let id = parse_id(id)?;
         let wait = match query_param(query, "wait") {
-            Some(v) => Some(parse_seconds(v, "wait")?.min(self.inner.config.max_wait)),
+            Some(v) => Some(parse_seconds(&v, "wait", self.inner.config.max_wait)?),
             None => None,
         };
         let p = match wait {
@@ -468,7 +472,7 @@ fn choose_mode(
     sync_timeout: Duration,
 ) -> Result<(Mode, Option<String>), ApiError> {
     let async_mode = match query_param(query, "async_mode") {
-        Some(v) => Some(parse_bool(v).ok_or_else(|| {
+        Some(v) => Some(parse_bool(&v).ok_or_else(|| {
             ApiError::Validation(format!(
                 "query parameter async_mode must be a boolean (true or false), got {v:?}"
             ))
@@ -476,16 +480,18 @@ fn choose_mode(
         None => None,
     };
     let prefer = Prefer::parse(headers);
+    // A wait longer than the server's limit is cut to it, and `Preference-Applied`
+    // says the wait that was really applied.
     let wait = |secs: Option<u64>| {
         let w = secs.map_or(sync_timeout, Duration::from_secs);
-        Mode::Sync(w.min(sync_timeout))
+        w.min(sync_timeout)
     };
-    let applied_wait = prefer.wait.map(|w| format!("wait={w}"));
+    let applied_wait = |secs: Option<u64>| secs.map(|_| format!("wait={}", wait(secs).as_secs()));
     Ok(match async_mode {
         Some(true) => (Mode::Async, None),
-        Some(false) => (wait(prefer.wait), applied_wait),
+        Some(false) => (Mode::Sync(wait(prefer.wait)), applied_wait(prefer.wait)),
         None => match (prefer.respond_async, prefer.wait) {
-            (_, Some(secs)) => (wait(Some(secs)), applied_wait),
+            (_, Some(secs)) => (Mode::Sync(wait(Some(secs))), applied_wait(Some(secs))),
             (true, None) => (Mode::Async, Some("respond-async".to_owned())),
             (false, None) => (Mode::Async, None),
         },
@@ -515,7 +521,7 @@ impl Prefer {
                 if name.eq_ignore_ascii_case("respond-async") {
                     prefer.respond_async = true;
                 } else if name.eq_ignore_ascii_case("wait") {
-                    if let Some(secs) = val.and_then(|v| v.parse().ok()) {
+                    if let Some(secs) = val.and_then(parse_delta_seconds) {
                         prefer.wait = Some(secs);
                     }
                 }
@@ -525,13 +531,48 @@ impl Prefer {
     }
 }
 
-/// The first value of `name` in a query string. Values here are numbers and
-/// booleans, so no percent-decoding is needed.
-fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+/// RFC 9110 delta-seconds: digits only; a value too large for a `u64` is as good as
+/// infinite (it is capped later anyway), not malformed.
+fn parse_delta_seconds(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse().unwrap_or(u64::MAX))
+}
+
+/// The first value of `name` in a query string, percent-decoded (keys too), so
+/// `async%5Fmode=%66alse` means what `async_mode=false` means.
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, str>> {
     query?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v)
+        (percent_decode(k) == name).then(|| percent_decode(v))
     })
+}
+
+/// Decodes `%XX` escapes; a malformed escape is kept as it is, and bytes that do not
+/// decode to UTF-8 are replaced (the values here are numbers and booleans).
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let hex = |i: usize| bytes.get(i).and_then(|&b| char::from(b).to_digit(16));
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                // Two hex digits: at most 0xff.
+                out.extend(u8::try_from(high * 16 + low).ok());
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Booleans as FastAPI/pydantic accepted them in the original.
@@ -543,15 +584,17 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-fn parse_seconds(v: &str, name: &str) -> Result<Duration, ApiError> {
-    v.parse::<f64>()
-        .ok()
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .ok_or_else(|| {
-            ApiError::Validation(format!(
-                "query parameter {name} must be a number of seconds >= 0, got {v:?}"
-            ))
-        })
+/// A non-negative number of seconds, cut to `cap`; a value too large for a
+/// `Duration` (`1e300`, `inf`) is cut to `cap` too, not refused.
+fn parse_seconds(v: &str, name: &str, cap: Duration) -> Result<Duration, ApiError> {
+    let secs = v.parse::<f64>().ok().filter(|s| *s >= 0.0).ok_or_else(|| {
+        ApiError::Validation(format!(
+            "query parameter {name} must be a number of seconds >= 0, got {v:?}"
+        ))
+    })?;
+    Ok(Duration::try_from_secs_f64(secs)
+        .unwrap_or(Duration::MAX)
+        .min(cap))
 }
 
 /// A path ID that is not a UUID cannot name a prediction: 404, like an unknown one.
@@ -718,6 +761,21 @@ fn sync_body<I: Serialize, O: Serialize>(p: &Prediction<I, O>) -> Result<Vec<u8>
     Ok(out)
 }
 
+/// A `HEAD` answer: the `GET` answer's headers, with its length when known, and no
+/// body. hyper drops the body of a `HEAD` answer on HTTP/1.1 but sends it on HTTP/2,
+/// where clients then reset the stream; an event stream's task also ends at once.
+fn without_body(resp: Response<Body>) -> Response<Body> {
+    use hyper::body::Body as _;
+    let (mut parts, body) = resp.into_parts();
+    if let Some(len) = body.size_hint().exact() {
+        parts
+            .headers
+            .entry(CONTENT_LENGTH)
+            .or_insert_with(|| HeaderValue::from(len));
+    }
+    Response::from_parts(parts, full(Bytes::new()))
+}
+
 fn options_response(allow: &str) -> Response<Body> {
     let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = StatusCode::NO_CONTENT;
@@ -776,11 +834,18 @@ mod tests {
             .ok(),
             Some((Mode::Sync(Duration::from_secs(5)), Some("wait=5".into())))
         );
+        // Cut to the server's limit, and Preference-Applied says so.
         assert_eq!(
             choose_mode(None, &prefer("wait=600"), t).ok(),
-            Some((Mode::Sync(t), Some("wait=600".into())))
+            Some((Mode::Sync(t), Some("wait=60".into())))
         );
         assert_eq!(Prefer::parse(&prefer("wait=soon")), Prefer::default());
+        assert_eq!(Prefer::parse(&prefer("wait=-1")), Prefer::default());
+        // Too large for a u64 is a long wait, not a malformed one.
+        assert_eq!(
+            choose_mode(None, &prefer("wait=99999999999999999999999"), t).ok(),
+            Some((Mode::Sync(t), Some("wait=60".into())))
+        );
     }
 
     #[test]
@@ -803,15 +868,41 @@ mod tests {
 
     #[test]
     fn query_params_and_booleans() {
-        assert_eq!(query_param(Some("a=1&wait=2.5"), "wait"), Some("2.5"));
-        assert_eq!(query_param(Some("async_mode"), "async_mode"), Some(""));
+        assert_eq!(
+            query_param(Some("a=1&wait=2.5"), "wait").as_deref(),
+            Some("2.5")
+        );
+        assert_eq!(
+            query_param(Some("async_mode"), "async_mode").as_deref(),
+            Some("")
+        );
         assert_eq!(query_param(None, "wait"), None);
         assert_eq!(parse_bool("False"), Some(false));
         assert_eq!(parse_bool(""), None);
-        assert!(parse_seconds("-1", "wait").is_err());
+    }
+
+    #[test]
+    fn query_keys_and_values_are_percent_decoded() {
+        let q = Some("async%5Fmode=%66alse&wait=%31");
+        assert_eq!(query_param(q, "async_mode").as_deref(), Some("false"));
+        assert_eq!(query_param(q, "wait").as_deref(), Some("1"));
+        // Malformed escapes stay as they are (and then fail validation).
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%E2%9C%93"), "\u{2713}");
+    }
+
+    #[test]
+    fn wait_seconds_are_validated_and_capped() {
+        let cap = Duration::from_secs(60);
+        for bad in ["-1", "soon", "NaN", ""] {
+            assert!(parse_seconds(bad, "wait", cap).is_err(), "{bad}");
+        }
         assert_eq!(
-            parse_seconds("0.25", "wait").ok(),
+            parse_seconds("0.25", "wait", cap).ok(),
             Some(Duration::from_millis(250))
         );
+        for huge in ["120", "1e300", "inf"] {
+            assert_eq!(parse_seconds(huge, "wait", cap).ok(), Some(cap), "{huge}");
+        }
     }
 }

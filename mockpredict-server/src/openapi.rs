@@ -42,8 +42,8 @@ pub fn document() -> Value {
             "description": "Slow ML predictions, synchronously or through a background queue. \
                 Compatible superset of the original FastAPI service. Every error is \
                 `{\"error\", \"error_type\"}`; unknown routes answer 404 `route_not_found`, \
-                wrong methods 405 `method_not_allowed` with `Allow`, and `OPTIONS` on any \
-                route answers CORS preflights."
+                wrong methods 405 `method_not_allowed` with `Allow`, `HEAD` is answered \
+                wherever `GET` is, and `OPTIONS` on any route answers CORS preflights."
         },
         "security": [{}, {"bearer": []}],
         "paths": {

@@ -83,8 +83,14 @@ fn matches<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> {
     }
 }
 
-/// Resolves `method path` against the table.
+/// Resolves `method path` against the table. `HEAD` is answered wherever `GET` is
+/// (RFC 9110 §9.3.2): the handler runs as for `GET` and hyper sends no body.
 pub(crate) fn resolve<'p>(method: &Method, path: &'p str) -> Resolved<'p> {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     for &(route, m, template) in TABLE {
         if let Some(id) = matches(template, path) {
             if m == method.as_str() {
@@ -108,6 +114,9 @@ pub(crate) fn allowed_methods(path: &str) -> Option<(&'static str, String)> {
         .collect();
     let template = matching.first()?.0;
     let mut allowed: Vec<&str> = matching.iter().map(|&(_, m)| m).collect();
+    if allowed.contains(&"GET") {
+        allowed.push("HEAD");
+    }
     allowed.push("OPTIONS");
     Some((template, allowed.join(", ")))
 }
@@ -143,8 +152,20 @@ mod tests {
             allowed_methods("/predictions/predict/x/events"),
             Some((
                 "/predictions/predict/{id}/events",
-                "GET, OPTIONS".to_owned()
+                "GET, HEAD, OPTIONS".to_owned()
             ))
+        );
+    }
+
+    #[test]
+    fn head_is_answered_wherever_get_is() {
+        assert_eq!(
+            resolve(&Method::HEAD, "/healthz"),
+            Resolved::Found(Route::Healthz, None)
+        );
+        assert_eq!(
+            resolve(&Method::HEAD, "/predictions/predict"),
+            Resolved::WrongMethod("/predictions/predict", "POST, OPTIONS".into())
         );
     }
 }

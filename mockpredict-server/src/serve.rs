@@ -57,7 +57,9 @@ where
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)));
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(config.max_connections));
+    // At least one, as the setter ensures: with zero (set through the public field)
+    // the server would never accept a connection.
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
         // Take a connection slot before accepting, so a full server leaves new

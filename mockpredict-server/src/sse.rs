@@ -38,6 +38,9 @@ where
     M::Output: Serialize,
     B: Backend<Input = M::Input, Output = M::Output>,
 {
+    // `ServerConfig`'s fields are public, so the setter's floor can be bypassed; a
+    // zero period would panic the stream's task (`interval` needs a non-zero one).
+    let keep_alive = keep_alive.max(Duration::from_millis(10));
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let open = metrics.event_stream_opened();
     tokio::spawn(async move {

@@ -418,7 +418,7 @@ async fn wrong_method_is_405_with_allow() {
     assert_eq!(r.header("allow"), Some("POST, OPTIONS"));
     assert_eq!(r.error_type(), "method_not_allowed");
     let r = send(Method::DELETE, &s.url("/"), &[], None).await;
-    assert_eq!(r.header("allow"), Some("GET, OPTIONS"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
 }
 
 #[tokio::test]
@@ -749,5 +749,70 @@ async fn any_serde_model_is_served_on_the_same_routes() {
     assert_eq!(
         get(&s.url("/")).await.json()["model"]["name"],
         "word-counter"
+    );
+}
+
+#[tokio::test]
+async fn head_is_answered_wherever_get_is_without_a_body() {
+    let s = start().await;
+    for path in ["/", "/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        let r = send(Method::HEAD, &s.url(path), &[], None).await;
+        assert_eq!(r.status, StatusCode::OK, "HEAD {path}");
+        assert!(r.body.is_empty(), "HEAD {path} sent a body");
+    }
+    let unknown = send(
+        Method::HEAD,
+        &s.url(&format!("{PREDICT}/{}", uuid::Uuid::new_v4())),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let options = send(Method::OPTIONS, &s.url("/healthz"), &[], None).await;
+    assert_eq!(options.header("allow"), Some("GET, HEAD, OPTIONS"));
+    let post_only = send(Method::HEAD, &s.url(PREDICT), &[], None).await;
+    assert_eq!(post_only.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn percent_encoded_query_parameters_mean_the_same() {
+    let s = start().await;
+    let r = post_json(
+        &s.url(&format!("{PREDICT}?async%5Fmode=%66alse")),
+        r#"{"input":"x"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "sync, as asked: {}", r.text());
+    assert_eq!(r.json()["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_huge_wait_is_capped_not_refused() {
+    let config = ServerConfig::default().max_wait(Duration::from_millis(100));
+    let s = start_with(mock("5s"), QueueConfig::default(), config).await;
+    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for wait in ["1e300", "inf"] {
+        let started = Instant::now();
+        let r = get(&s.url(&format!("{PREDICT}/{id}?wait={wait}"))).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "wait={wait}: {}", r.text());
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    let prefer = send(
+        Method::POST,
+        &s.url(PREDICT),
+        &[
+            ("content-type", "application/json"),
+            ("prefer", "wait=99999999999999999999999"),
+        ],
+        Some(r#"{"input":"x"}"#),
+    )
+    .await;
+    assert_eq!(
+        prefer.header("preference-applied"),
+        Some("wait=60"),
+        "a sync wait, cut to the server's limit"
     );
 }

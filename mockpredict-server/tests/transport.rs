@@ -37,6 +37,19 @@ async fn http2_with_prior_knowledge_is_served_on_the_same_port() {
     assert_eq!(resp.status(), StatusCode::OK);
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("Application is Running!"));
+    // HEAD over HTTP/2: headers only; a DATA frame would be a protocol error.
+    let head = Request::head(format!("http://{}/openapi.json", s.addr))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = sender.send_request(head).await.expect("HEAD response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().contains_key("content-length"));
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("a clean end of stream");
+    assert!(body.to_bytes().is_empty());
 }
 
 #[tokio::test]
@@ -136,6 +149,24 @@ async fn events_stream_each_status_change_and_end_after_the_result() {
     let (_, last) = evs.last().expect("a final event");
     assert_eq!(last["prediction_id"], id.as_str());
     assert!(last["output"]["result"].is_string());
+}
+
+#[tokio::test]
+async fn a_zero_keep_alive_set_through_the_field_does_not_break_event_streams() {
+    let mut config = ServerConfig::default();
+    config.sse_keep_alive = Duration::ZERO;
+    let s = start_with(mock("50ms"), QueueConfig::default(), config).await;
+    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = get(&s.url(&format!("{PREDICT}/{id}/events"))).await;
+    let names: Vec<String> = events(&r.text()).into_iter().map(|(e, _)| e).collect();
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("succeeded"),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
