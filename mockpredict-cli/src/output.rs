@@ -62,7 +62,11 @@ impl Printer {
         }
         match &self.spinner {
             Some(spinner) => spinner.println(text.to_string()),
-            None => eprintln!("{text}"),
+            // Not `eprintln!`: it panics when stderr is a closed pipe, and a note
+            // is not worth dying for.
+            None => {
+                let _ = writeln!(io::stderr().lock(), "{text}");
+            }
         }
     }
 

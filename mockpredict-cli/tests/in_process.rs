@@ -327,6 +327,35 @@ fn a_broken_pipe_is_not_an_error() {
     assert_eq!(stderr, "");
 }
 
+/// A closed stderr (`2>&- | ...`, a log pipe that went away) does not crash the status
+/// notes: the result is still printed and the exit code is 0.
+#[test]
+fn a_closed_stderr_does_not_crash_the_status_notes() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mockpredict"))
+        .args(["predict", "--async", "--latency", "200ms", "hello"])
+        .env_remove("MOCKPREDICT_SERVER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    // Close the read end of stderr before the first status note is written.
+    drop(child.stderr.take());
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stdout)
+        .expect("reads stdout");
+    let status = child.wait().expect("waits");
+    assert_eq!(status.code(), Some(0), "stdout: {stdout}");
+    assert_eq!(
+        stdout.lines().count(),
+        2,
+        "the ID, then the result: {stdout}"
+    );
+}
+
 /// A tiny UUID shape check, so the tests need no uuid dependency.
 mod uuid_like {
     pub(crate) struct Id;
