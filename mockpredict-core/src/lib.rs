@@ -53,7 +53,9 @@ pub use error::{Error, FailureKind, ModelError, PredictionError, Result};
 pub use latency::{Latency, ParseLatencyError};
 pub use mock::{MockConfigError, MockDraw, MockModel, MockOutput};
 pub use model::Model;
-pub use prediction::{Outcome, ParseIdError, Prediction, PredictionId, Status};
+pub use prediction::{
+    HoldsInput, InputRef, Outcome, ParseIdError, Prediction, PredictionId, Status,
+};
 pub use queue::{
     JobQueue, JobQueueBuilder, Observer, QueueConfig, ShutdownReport, Stats, Subscription,
 };

@@ -143,18 +143,77 @@ impl<O> Outcome<O> {
     }
 }
 
+/// Something that holds a prediction's input: the backend's record of it, so that a
+/// snapshot shares the input without a separate allocation.
+pub trait HoldsInput<I>: Send + Sync {
+    /// The input.
+    fn input(&self) -> &I;
+}
+
+/// A plain owned input, for backends that do not keep it inside a record.
+struct Owned<I>(I);
+
+impl<I: Send + Sync> HoldsInput<I> for Owned<I> {
+    fn input(&self) -> &I {
+        &self.0
+    }
+}
+
+/// A shared, read-only handle on a prediction's input: it derefs to the input, and
+/// cloning it only bumps a reference count. The in-memory backend points it into its
+/// own record, so a prediction costs one allocation for record and input together.
+pub struct InputRef<I: 'static>(Arc<dyn HoldsInput<I>>);
+
+impl<I: Send + Sync + 'static> InputRef<I> {
+    /// Wraps an owned input.
+    pub fn new(input: I) -> Self {
+        Self(Arc::new(Owned(input)))
+    }
+
+    /// Points at the input inside a shared record.
+    pub fn from_holder(holder: Arc<dyn HoldsInput<I>>) -> Self {
+        Self(holder)
+    }
+}
+
+impl<I> Clone for InputRef<I> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<I> std::ops::Deref for InputRef<I> {
+    type Target = I;
+
+    fn deref(&self) -> &I {
+        self.0.input()
+    }
+}
+
+impl<I> AsRef<I> for InputRef<I> {
+    fn as_ref(&self) -> &I {
+        self.0.input()
+    }
+}
+
+impl<I: fmt::Debug> fmt::Debug for InputRef<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0.input(), f)
+    }
+}
+
 /// A snapshot of one prediction, as `get`, `wait` and `cancel` return it.
 ///
-/// Input and output are shared (`Arc`), so a snapshot is cheap and never copies or
-/// serializes them.
+/// Input and output are shared ([`InputRef`], `Arc`), so a snapshot is cheap and never
+/// copies or serializes them.
 #[derive(Debug)]
-pub struct Prediction<I, O> {
+pub struct Prediction<I: 'static, O> {
     /// The prediction's ID.
     pub id: PredictionId,
     /// Its status when the snapshot was taken.
     pub status: Status,
     /// The input it was submitted with.
-    pub input: Arc<I>,
+    pub input: InputRef<I>,
     /// The output, when it succeeded.
     pub output: Option<Arc<O>>,
     /// The error, when it failed.
@@ -177,7 +236,7 @@ impl<I, O> Clone for Prediction<I, O> {
         Self {
             id: self.id,
             status: self.status,
-            input: Arc::clone(&self.input),
+            input: self.input.clone(),
             output: self.output.clone(),
             error: self.error.clone(),
             created_at: self.created_at,

@@ -408,7 +408,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
             });
         }
         let id = PredictionId::new_v4();
-        let job = match shared.backend.insert(id, Arc::new(input)).await {
+        let job = match shared.backend.insert(id, input).await {
             Ok(job) => job,
             Err(e) => {
                 shared.release_slot();

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{Backend, Finished};
-use crate::{Outcome, Prediction, PredictionId, Result, Status};
+use crate::{HoldsInput, InputRef, Outcome, Prediction, PredictionId, Result, Status};
 
 /// A handle on one prediction held by a [`MemoryBackend`].
 pub struct MemoryJob<I, O>(Arc<Entry<I, O>>);
@@ -29,7 +29,7 @@ impl<I, O> std::fmt::Debug for MemoryJob<I, O> {
 
 struct Entry<I, O> {
     id: PredictionId,
-    input: Arc<I>,
+    input: I,
     created: Instant,
     /// Woken (`notify_waiters`) on every status change; waiters register before they
     /// read the state, so no change is missed.
@@ -56,6 +56,12 @@ impl Offset {
 
     fn get(self) -> Option<Duration> {
         (self != Self::NONE).then(|| Duration::from_nanos(self.0))
+    }
+}
+
+impl<I: Send + Sync, O: Send + Sync> HoldsInput<I> for Entry<I, O> {
+    fn input(&self) -> &I {
+        &self.input
     }
 }
 
@@ -188,8 +194,14 @@ impl<I, O> MemoryBackend<I, O> {
     fn forget(&self, entry: &Entry<I, O>) {
         lock(&self.shards[shard_of(&entry.id)]).remove(&entry.id);
     }
+}
 
-    fn snapshot_of(&self, entry: &Entry<I, O>) -> Prediction<I, O> {
+impl<I, O> MemoryBackend<I, O>
+where
+    I: Send + Sync + 'static,
+    O: Send + Sync + 'static,
+{
+    fn snapshot_of(&self, entry: &Arc<Entry<I, O>>) -> Prediction<I, O> {
         let st = entry.state();
         let (output, error) = match &st.outcome {
             Some(Outcome::Succeeded(o)) => (Some(Arc::clone(o)), None),
@@ -201,7 +213,7 @@ impl<I, O> MemoryBackend<I, O> {
         Prediction {
             id: entry.id,
             status: st.status,
-            input: Arc::clone(&entry.input),
+            input: InputRef::from_holder(Arc::clone(entry) as Arc<dyn HoldsInput<I>>),
             output,
             error,
             created_at,
@@ -222,7 +234,7 @@ where
     type Output = O;
     type Job = MemoryJob<I, O>;
 
-    async fn insert(&self, id: PredictionId, input: Arc<I>) -> Result<Self::Job> {
+    async fn insert(&self, id: PredictionId, input: I) -> Result<Self::Job> {
         let entry = Arc::new(Entry {
             id,
             input,
@@ -254,8 +266,10 @@ where
         Ok(job.0.state().status)
     }
 
-    async fn input(&self, job: &Self::Job) -> Result<Arc<I>> {
-        Ok(Arc::clone(&job.0.input))
+    async fn input(&self, job: &Self::Job) -> Result<InputRef<I>> {
+        Ok(InputRef::from_holder(
+            Arc::clone(&job.0) as Arc<dyn HoldsInput<I>>
+        ))
     }
 
     async fn start(&self, job: &Self::Job) -> Result<bool> {

@@ -11,13 +11,12 @@
 mod memory;
 
 use std::future::Future;
-use std::sync::Arc;
 
 use tokio::time::Instant;
 
 pub use memory::{MemoryBackend, MemoryJob};
 
-use crate::{Outcome, Prediction, PredictionId, Result, Status};
+use crate::{InputRef, Outcome, Prediction, PredictionId, Result, Status};
 
 /// What a successful terminal transition reports back to the queue, for its counters
 /// and metrics.
@@ -55,7 +54,7 @@ pub trait Backend: Send + Sync + 'static {
     fn insert(
         &self,
         id: PredictionId,
-        input: Arc<Self::Input>,
+        input: Self::Input,
     ) -> impl Future<Output = Result<Self::Job>> + Send;
 
     /// Finds a retained prediction.
@@ -87,7 +86,7 @@ pub trait Backend: Send + Sync + 'static {
     /// # Errors
     ///
     /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
-    fn input(&self, job: &Self::Job) -> impl Future<Output = Result<Arc<Self::Input>>> + Send;
+    fn input(&self, job: &Self::Job) -> impl Future<Output = Result<InputRef<Self::Input>>> + Send;
 
     /// Moves `queued → processing`. Returns `false` (and changes nothing) when the
     /// prediction is no longer queued, e.g. it was canceled meanwhile.
