@@ -3,8 +3,10 @@
 //! subscriptions by ID.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -466,6 +468,10 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
         timeout: Option<Duration>,
     ) -> Result<Prediction<M::Input, M::Output>> {
         let backend = &self.shared.backend;
+        // Already finished (the common case for a poll): no waiter to register.
+        if backend.status(job).await?.is_terminal() {
+            return backend.snapshot(job).await;
+        }
         let until = timeout.map(|t| Instant::now() + t);
         loop {
             let changed = backend.changed(job);
@@ -735,20 +741,17 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         input: &M::Input,
         deadline: Option<Instant>,
     ) -> Option<Outcome<M::Output>> {
-        let model = AssertUnwindSafe(self.model.predict(input)).catch_unwind();
-        // Biased, model first: a model that is ready at once never pays for the
-        // other branches' registration.
+        let mut model = std::pin::pin!(AssertUnwindSafe(self.model.predict(input)).catch_unwind());
+        // One poll first: a model that answers at once never pays for building the
+        // cancel, shutdown and deadline watchers below.
+        let first = std::future::poll_fn(|cx| Poll::Ready(model.as_mut().poll(cx))).await;
+        if let Poll::Ready(result) = first {
+            return Some(model_outcome(result));
+        }
+        // Biased, model first.
         tokio::select! {
             biased;
-            result = model => Some(match result {
-                Ok(Ok(output)) => Outcome::Succeeded(Arc::new(output)),
-                Ok(Err(e)) => Outcome::Failed(PredictionError::model(e)),
-                Err(panic) => {
-                    let err = PredictionError::panic(&*panic);
-                    tracing::warn!(message = %err, "model panicked; failing that prediction");
-                    Outcome::Failed(err)
-                }
-            }),
+            result = model => Some(model_outcome(result)),
             // Canceled: the model future is dropped when this select returns.
             () = self.ended(job) => None,
             () = self.cancel_all.cancelled() => Some(Outcome::Canceled),
@@ -763,6 +766,21 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
     async fn finish_logged(&self, job: &B::Job, outcome: Outcome<M::Output>) {
         if let Err(e) = self.finish(job, outcome).await {
             tracing::error!(error = %e, "could not record a prediction's outcome");
+        }
+    }
+}
+
+/// What a finished (or panicked) model call becomes.
+fn model_outcome<O>(
+    result: std::thread::Result<std::result::Result<O, crate::ModelError>>,
+) -> Outcome<O> {
+    match result {
+        Ok(Ok(output)) => Outcome::Succeeded(Arc::new(output)),
+        Ok(Err(e)) => Outcome::Failed(PredictionError::model(e)),
+        Err(panic) => {
+            let err = PredictionError::panic(&*panic);
+            tracing::warn!(message = %err, "model panicked; failing that prediction");
+            Outcome::Failed(err)
         }
     }
 }
