@@ -77,6 +77,12 @@ impl ServerError {
             client::Error::Unauthorized { .. } => "the server requires an API token: pass \
                  --token TOKEN or set MOCKPREDICT_API_TOKEN"
                 .to_owned(),
+            client::Error::NotFound {
+                error_type: Some(t),
+                ..
+            } if t == "route_not_found" => "the server has no such route: check the path in \
+                 --server / MOCKPREDICT_SERVER (is it a mockpredict server?)"
+                .to_owned(),
             client::Error::NotFound { .. } => "no prediction with that ID on this server: it \
                  never existed, or its result expired (servers keep results for a limited time)"
                 .to_owned(),
@@ -138,32 +144,34 @@ pub(crate) async fn predict(
     let remote = Remote::new(server)?;
     let client = &remote.client;
     if detach {
-        let id = client
-            .predict_async(&input)
-            .await
-            .map_err(|e| remote.err(e))?;
+        let accepted = client.submit(&input).await.map_err(|e| remote.err(e))?;
         if printer.json() {
-            // The submission answer carries only the ID; the prediction's own body
-            // is the full JSON a script wants (and what `status` prints).
-            let body = client.get(id).await.map_err(|e| remote.err(e))?;
-            printer.json_line(&body)?;
+            // The server's whole 202 answer: `prediction_id`, `status`, `message`.
+            printer.json_line(&accepted)?;
         } else {
-            printer.line(id)?;
+            printer.line(accepted.prediction_id)?;
         }
         return Ok(Exit::Success);
     }
     printer.start_spinner(format!("waiting for {}", server.url));
-    let body = match client
-        .predict_sync(&input, None)
-        .await
-        .map_err(|e| remote.err(e))?
-    {
-        SyncOutcome::Finished(body) => body,
-        SyncOutcome::Pending(accepted) => {
+    let body = if printer.spinner_shown() {
+        // A sync request says nothing until it is done; to show the live status,
+        // submit and follow the prediction's event stream instead. Same result.
+        let accepted = client.submit(&input).await.map_err(|e| remote.err(e))?;
+        let id = accepted.prediction_id;
+        printer.spinner_message(format!("{id} {}", accepted.status));
+        follow(printer, &remote, id, None).await?
+    } else {
+        match client
+            .predict_sync(&input, None)
+            .await
+            .map_err(|e| remote.err(e))?
+        {
+            SyncOutcome::Finished(body) => body,
             // It outlasted the server's sync limit: keep waiting on the ID.
-            let id = accepted.prediction_id;
-            printer.spinner_message(format!("{id} {}", accepted.status));
-            follow(printer, &remote, id, None).await?
+            SyncOutcome::Pending(accepted) => {
+                follow(printer, &remote, accepted.prediction_id, None).await?
+            }
         }
     };
     printer.stop_spinner();
@@ -185,7 +193,8 @@ pub(crate) async fn status(
     Ok(print_status(printer, &view(&body), &body)?)
 }
 
-/// `wait ID [--timeout]`: the client's long-poll loop, never a tight polling loop.
+/// `wait ID [--timeout]`: the client's long-poll, or the event stream while a spinner
+/// shows the live status; never a tight polling loop.
 ///
 /// # Errors
 ///
@@ -203,40 +212,69 @@ pub(crate) async fn wait(
     Ok(print_final(printer, &view(&body), Some(&body))?)
 }
 
-/// How long one long-poll lasts while a spinner shows the live status.
-const SPINNER_POLL: Duration = Duration::from_secs(1);
-
-/// Waits until the prediction finishes or `timeout` passes, through the client's
-/// long-poll. With a spinner on screen the wait is cut into one-second long-polls so
-/// the spinner shows the status as it changes; each still blocks on the server, so
-/// nothing spins. Without one, a single `Client::wait` makes as few requests as it can.
+/// Waits until the prediction finishes or `timeout` passes and returns it then
+/// (still pending, if the time ran out).
+///
+/// With a spinner on screen, it follows the prediction's event stream, so the
+/// spinner shows each status as it changes with one open request. Otherwise (and when
+/// the stream is unavailable or ends early) the client's long-poll waits, with as
+/// few requests as it can.
 async fn follow(
     printer: &Printer,
     remote: &Remote,
     id: PredictionId,
     timeout: Option<Duration>,
 ) -> Result<Body, ServerError> {
-    if !printer.spinner_shown() {
-        return remote
-            .client
-            .wait(id, timeout)
-            .await
-            .map_err(|e| remote.err(e));
-    }
     let deadline = timeout.map(|t| Instant::now() + t);
+    if printer.spinner_shown() {
+        if let Some(done) = follow_events(printer, remote, id, deadline).await? {
+            return Ok(done);
+        }
+    }
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    remote
+        .client
+        .wait(id, left)
+        .await
+        .map_err(|e| remote.err(e))
+}
+
+/// Follows the event stream until the terminal event (`Some`), or returns `None` to
+/// let the long-poll take over: the deadline passed (the long-poll then answers at
+/// once with the pending prediction), the stream ended early, or the server has no
+/// event streams.
+async fn follow_events(
+    printer: &Printer,
+    remote: &Remote,
+    id: PredictionId,
+    deadline: Option<Instant>,
+) -> Result<Option<Body>, ServerError> {
+    let until_deadline = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until_deadline);
+    let mut events = tokio::select! {
+        () = &mut until_deadline => return Ok(None),
+        opened = remote.client.events(id) => match opened {
+            Ok(events) => events,
+            Err(client::Error::NotFound { error_type: Some(t), .. }) if t == "route_not_found" => {
+                return Ok(None);
+            }
+            Err(e) => return Err(remote.err(e)),
+        },
+    };
     loop {
-        let step = deadline.map_or(SPINNER_POLL, |d| {
-            d.saturating_duration_since(Instant::now())
-                .min(SPINNER_POLL)
-        });
-        let body = remote
-            .client
-            .wait(id, Some(step))
-            .await
-            .map_err(|e| remote.err(e))?;
+        let next = tokio::select! {
+            () = &mut until_deadline => return Ok(None),
+            next = events.next() => next.map_err(|e| remote.err(e))?,
+        };
+        let Some(body) = next else { return Ok(None) };
         printer.spinner_message(format!("{id} {}", body.status));
-        if body.is_finished() || deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(body);
+        if body.is_finished() {
+            return Ok(Some(body));
         }
     }
 }
@@ -329,6 +367,7 @@ mod tests {
         let unauthorized = || client::Error::Unauthorized {
             url: "http://h:1/x".into(),
             message: "missing or invalid API token".into(),
+            error_type: Some("unauthorized".into()),
         };
         assert!(hint(unauthorized(), false).contains("requires an API token"));
         assert!(hint(unauthorized(), true).contains("rejected the token"));
@@ -346,10 +385,22 @@ mod tests {
     }
 
     #[test]
+    fn a_404_hint_tells_an_unknown_route_from_an_unknown_id() {
+        let not_found = |t: &str| client::Error::NotFound {
+            url: "http://h:1/api/predictions/predict/x".into(),
+            message: "no such route".into(),
+            error_type: Some(t.into()),
+        };
+        assert!(hint(not_found("route_not_found"), false).contains("no such route"));
+        assert!(hint(not_found("not_found"), false).contains("expired"));
+    }
+
+    #[test]
     fn the_wrapper_adds_no_link_to_the_cause_chain() {
         let inner = client::Error::NotFound {
             url: "http://h:1/predictions/predict/x".into(),
             message: "Prediction ID not found.".into(),
+            error_type: Some("not_found".into()),
         };
         let text = inner.to_string();
         let err = anyhow::Error::new(ServerError::Client {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::server::{self, TestServer};
-use common::{json_lines, mockpredict, stdout_lines};
+use common::{json_lines, mockpredict, on_a_terminal, stdout_lines};
 use predicates::prelude::*;
 
 const UNKNOWN_ID: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
@@ -134,9 +134,9 @@ fn async_then_wait_then_status() {
     assert_eq!(body["output"]["result"], result.as_str());
 }
 
-/// `predict --async --json` prints the prediction's body with its ID.
+/// `predict --async --json` prints the server's 202 answer, in one request.
 #[test]
-fn async_json_prints_the_body() {
+fn async_json_prints_the_servers_answer() {
     let server = slow();
     let output = at(&server)
         .args(["predict", "--async", "--json", "hi"])
@@ -145,11 +145,18 @@ fn async_json_prints_the_body() {
     assert!(output.status.success(), "{output:?}");
     let lines = json_lines(&output);
     assert_eq!(lines.len(), 1);
-    assert!(matches!(
-        lines[0]["status"].as_str(),
-        Some("queued" | "processing")
-    ));
+    assert_eq!(lines[0]["status"], "queued");
+    assert_eq!(
+        lines[0]["message"],
+        "Request received. Processing asynchronously."
+    );
     assert!(lines[0]["prediction_id"].is_string());
+    let prediction = "/predictions/predict/{id}";
+    assert_eq!(
+        server.requests("GET", prediction, 202) + server.requests("GET", prediction, 200),
+        0,
+        "no second request for the body"
+    );
 }
 
 /// A pending prediction's status exits 0 and says it is not finished.
@@ -316,4 +323,108 @@ fn a_sync_prediction_longer_than_the_servers_limit_still_ends_with_its_result() 
     let lines = json_lines(&output);
     assert_eq!(lines.len(), 1, "only the final body: {lines:?}");
     assert_eq!(lines[0]["status"], "succeeded");
+}
+
+const EVENTS: &str = "/predictions/predict/{id}/events";
+
+/// What the terminal showed, line by line (each spinner redraw is a line of its
+/// own), without ANSI control sequences.
+fn final_lines(output: &std::process::Output) -> Vec<String> {
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut plain = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters... final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split(['\n', '\r'])
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// On a terminal, `wait` shows the live status from the event stream: one request,
+/// no polling, and the result at the end.
+#[test]
+fn on_a_terminal_wait_follows_the_event_stream() {
+    let server = server::start("600ms", &[]);
+    let id = submit(&server, "live");
+    let Some(output) = on_a_terminal(&["--server", &server.url, "wait", &id]) else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let lines = final_lines(&output);
+    assert!(
+        lines.last().is_some_and(|l| l.parse::<u32>().is_ok()),
+        "the result is printed last: {lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with(&format!("{id} processing"))),
+        "the spinner showed the live status: {lines:?}"
+    );
+    assert_eq!(server.requests("GET", EVENTS, 200), 1);
+    assert_eq!(
+        server.requests("GET", "/predictions/predict/{id}", 202),
+        0,
+        "no polling"
+    );
+}
+
+/// On a terminal, a sync `predict` submits and follows the event stream, so the
+/// spinner can show the status; the result is the same.
+#[test]
+fn on_a_terminal_predict_follows_the_event_stream() {
+    let server = server::start("300ms", &[]);
+    let Some(output) = on_a_terminal(&["--server", &server.url, "predict", "hello"]) else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        final_lines(&output)
+            .last()
+            .is_some_and(|l| l.parse::<u32>().is_ok()),
+        "{output:?}"
+    );
+    assert_eq!(server.requests("POST", "/predictions/predict", 202), 1);
+    assert_eq!(server.requests("GET", EVENTS, 200), 1);
+}
+
+/// On a terminal, `wait --timeout` still gives up on time with exit 4, and a failed
+/// or canceled prediction still exits 1.
+#[test]
+fn on_a_terminal_wait_keeps_its_timeout_and_exit_codes() {
+    let server = slow();
+    let id = submit(&server, "slow");
+    let start = std::time::Instant::now();
+    let Some(output) = on_a_terminal(&["--server", &server.url, "wait", "--timeout", "500ms", &id])
+    else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
+    let took = start.elapsed();
+    assert_eq!(output.status.code(), Some(4), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("timed out"),
+        "{output:?}"
+    );
+    assert!(
+        took >= std::time::Duration::from_millis(500) && took < std::time::Duration::from_secs(5),
+        "{took:?}"
+    );
+    at(&server).args(["cancel", &id]).assert().success();
+    let output = on_a_terminal(&["--server", &server.url, "wait", &id]).expect("ran before");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
 }

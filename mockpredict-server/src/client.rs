@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -61,14 +62,20 @@ pub enum Error {
         url: String,
         /// The server's message.
         message: String,
+        /// The server's `error_type` (`unauthorized`), when its body had one.
+        error_type: Option<String>,
     },
-    /// 404: unknown or expired prediction ID (or unknown route).
+    /// 404: unknown or expired prediction ID (`error_type` `not_found`), or a route
+    /// this server does not have (`route_not_found`: an older server, or a wrong
+    /// path prefix in the base URL).
     #[error("{url}: not found (404): {message}")]
     NotFound {
         /// The URL called.
         url: String,
         /// The server's message.
         message: String,
+        /// The server's `error_type`, when its body had one.
+        error_type: Option<String>,
     },
     /// 429: the server's queue is full.
     #[error("{url}: the server's queue is full (429): {message}{}",
@@ -373,12 +380,26 @@ impl<I, O> Client<I, O> {
         decode(&url, &body)
     }
 
-    /// Submits a prediction in async mode and returns its ID at once.
+    /// Submits a prediction in async mode and returns its ID at once (see
+    /// [`submit`](Self::submit) for the whole answer).
     ///
     /// # Errors
     ///
     /// [`Error::QueueFull`] when the server's queue is full; see [`Error`].
     pub async fn predict_async(&self, input: &I) -> Result<PredictionId>
+    where
+        I: Serialize,
+    {
+        self.submit(input).await.map(|a| a.prediction_id)
+    }
+
+    /// Submits a prediction in async mode and returns the server's whole 202 answer:
+    /// the ID, the status when admitted (`queued`) and the server's message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueFull`] when the server's queue is full; see [`Error`].
+    pub async fn submit(&self, input: &I) -> Result<Accepted>
     where
         I: Serialize,
     {
@@ -393,8 +414,7 @@ impl<I, O> Client<I, O> {
             )
             .await?;
         expect(&url, status, &body, &[StatusCode::ACCEPTED])?;
-        let accepted: Accepted = decode(&url, &body)?;
-        Ok(accepted.prediction_id)
+        decode(&url, &body)
     }
 
     /// Submits a prediction in sync mode: the server holds the request until it
@@ -448,16 +468,14 @@ impl<I, O> Client<I, O> {
         decode(&url, &body)
     }
 
-    /// Sends one request and reads the whole answer. `limit`: `None` for the default
-    /// timeout, `Some(None)` for none, `Some(Some(d))` for `d`.
-    async fn send(
+    /// Builds one request to `path` under the base URL.
+    fn request(
         &self,
         method: Method,
         path: &str,
         json: Option<Bytes>,
-        prefer: Option<&str>,
-        limit: Option<Option<Duration>>,
-    ) -> Result<(String, StatusCode, http::HeaderMap, Bytes)> {
+        headers: &[(&str, &str)],
+    ) -> Result<(String, Request<Full<Bytes>>)> {
         let url = format!("{}{}", self.base, path);
         let uri: Uri = url
             .parse()
@@ -469,8 +487,8 @@ impl<I, O> Client<I, O> {
         if let Some(token) = &self.token {
             req = req.header(AUTHORIZATION, token.clone());
         }
-        if let Some(prefer) = prefer {
-            req = req.header("prefer", prefer);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let body = match json {
             Some(bytes) => {
@@ -483,6 +501,21 @@ impl<I, O> Client<I, O> {
             url: url.clone(),
             reason: e.to_string(),
         })?;
+        Ok((url, req))
+    }
+
+    /// Sends one request and reads the whole answer. `limit`: `None` for the default
+    /// timeout, `Some(None)` for none, `Some(Some(d))` for `d`.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Bytes>,
+        prefer: Option<&str>,
+        limit: Option<Option<Duration>>,
+    ) -> Result<(String, StatusCode, http::HeaderMap, Bytes)> {
+        let prefer: Vec<(&str, &str)> = prefer.map(|p| ("prefer", p)).into_iter().collect();
+        let (url, req) = self.request(method, path, json, &prefer)?;
         let exchange = async {
             let resp = self.http.request(req).await.map_err(|e| Error::Connect {
                 url: url.clone(),
@@ -525,6 +558,234 @@ impl<I, O> Client<I, O> {
         }
         Ok((url, status, headers, bytes))
     }
+
+    /// `GET /predictions/predict/{id}/events`: follows the prediction's status
+    /// changes as they happen, over one streamed response (Server-Sent Events).
+    ///
+    /// Each [`Events::next`] returns the prediction as of one change; the last one
+    /// is terminal (succeeded, failed or canceled) and the stream closes after it.
+    /// The first event is the status when the stream opened, so nothing is missed.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: mockpredict_server::client::Client,
+    /// #     id: mockpredict_core::PredictionId) -> mockpredict_server::client::Result<()> {
+    /// let mut events = client.events(id).await?;
+    /// while let Some(p) = events.next().await? {
+    ///     println!("{}", p.status); // queued, processing, succeeded
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for an unknown or expired ID (or, with `error_type`
+    /// `route_not_found`, a server without event streams); see [`Error`].
+    pub async fn events(&self, id: PredictionId) -> Result<Events<I, O>> {
+        let path = format!("/predictions/predict/{id}/events");
+        let (url, req) = self.request(Method::GET, &path, None, &[("accept", EVENT_STREAM)])?;
+        let opened = async {
+            let resp = self.http.request(req).await.map_err(|e| Error::Connect {
+                url: url.clone(),
+                source: Box::new(e),
+            })?;
+            let (parts, body) = resp.into_parts();
+            if parts.status != StatusCode::OK {
+                let bytes = body
+                    .collect()
+                    .await
+                    .map_err(|e| Error::Connect {
+                        url: url.clone(),
+                        source: Box::new(e),
+                    })?
+                    .to_bytes();
+                return Err(status_error(&url, parts.status, &bytes));
+            }
+            Ok::<_, Error>((parts, body))
+        };
+        let (parts, body) = tokio::time::timeout(self.timeout, opened)
+            .await
+            .map_err(|_| Error::Timeout {
+                url: url.clone(),
+                after: self.timeout,
+            })??;
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !content_type.starts_with(EVENT_STREAM) {
+            return Err(Error::BadResponse {
+                url,
+                reason: format!("expected {EVENT_STREAM}, got content type {content_type:?}"),
+            });
+        }
+        Ok(Events {
+            url,
+            body: Some(body),
+            parser: SseParser::default(),
+            idle: self.timeout,
+            _types: PhantomData,
+        })
+    }
+}
+
+/// The media type of an event stream.
+const EVENT_STREAM: &str = "text/event-stream";
+
+/// A prediction's status changes, as [`Client::events`] streams them.
+///
+/// Reading is incremental: each [`next`](Self::next) parses only as much of the
+/// stream as one event needs. Dropping it closes the connection.
+pub struct Events<I = String, O = MockOutput> {
+    url: String,
+    /// `None` once the stream ended or its terminal event was read.
+    body: Option<Incoming>,
+    parser: SseParser,
+    /// The longest silence allowed between two chunks. The server sends a
+    /// keep-alive comment every 15 s by default, so a longer silence means a dead
+    /// connection, not a slow model.
+    idle: Duration,
+    _types: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O> std::fmt::Debug for Events<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("url", &self.url)
+            .field("open", &self.body.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I: DeserializeOwned, O: DeserializeOwned> Events<I, O> {
+    /// The prediction as of the next status change; `Ok(None)` after the terminal
+    /// one, or when the server ended the stream before it (shutting down, say:
+    /// [`Client::wait`] can take over from there).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] when the connection breaks, [`Error::Timeout`] after a
+    /// silence longer than the client's timeout, [`Error::BadResponse`] for an
+    /// event whose data is not a prediction.
+    pub async fn next(&mut self) -> Result<Option<PredictionBody<I, O>>> {
+        loop {
+            let ended = self.body.is_none();
+            match self.parser.next_event(ended) {
+                Ok(Some(data)) => {
+                    let p: PredictionBody<I, O> = decode(&self.url, data.as_bytes())?;
+                    if p.is_finished() {
+                        // Nothing follows a terminal event: close the connection now.
+                        self.body = None;
+                        self.parser = SseParser::default();
+                    }
+                    return Ok(Some(p));
+                }
+                Ok(None) if ended => return Ok(None),
+                Ok(None) => {}
+                Err(reason) => {
+                    self.body = None;
+                    return Err(Error::BadResponse {
+                        url: self.url.clone(),
+                        reason,
+                    });
+                }
+            }
+            let Some(body) = self.body.as_mut() else {
+                return Ok(None);
+            };
+            match tokio::time::timeout(self.idle, body.frame()).await {
+                Err(_) => {
+                    self.body = None;
+                    return Err(Error::Timeout {
+                        url: self.url.clone(),
+                        after: self.idle,
+                    });
+                }
+                Ok(None) => self.body = None,
+                Ok(Some(Err(e))) => {
+                    self.body = None;
+                    return Err(Error::Connect {
+                        url: self.url.clone(),
+                        source: Box::new(e),
+                    });
+                }
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.parser.push(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An incremental `text/event-stream` parser (the WHATWG rules this client needs):
+/// lines end in LF, CRLF or CR; `:` starts a comment; `data` lines join with LF; a
+/// blank line dispatches the event; an event without data is skipped.
+#[derive(Debug, Default)]
+struct SseParser {
+    buf: Vec<u8>,
+    data: Option<String>,
+}
+
+impl SseParser {
+    /// Longest line accepted; beyond it the stream is not one this server writes.
+    const MAX_LINE: usize = 16 << 20;
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The data of the next complete event in what was pushed, if there is one.
+    /// `ended`: no more bytes will come, so a final CR is a whole line ending.
+    fn next_event(&mut self, ended: bool) -> Result<Option<String>, String> {
+        while let Some(line) = self.next_line(ended) {
+            if line.is_empty() {
+                if let Some(data) = self.data.take() {
+                    return Ok(Some(data));
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((&line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            // `event` repeats the status that the data carries; `id` and `retry`
+            // matter only to reconnecting browsers.
+            if field == "data" {
+                let data = self.data.get_or_insert_with(String::new);
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(value);
+            }
+        }
+        if self.buf.len() > Self::MAX_LINE {
+            return Err(format!(
+                "an event-stream line longer than {} bytes",
+                Self::MAX_LINE
+            ));
+        }
+        Ok(None)
+    }
+
+    fn next_line(&mut self, ended: bool) -> Option<String> {
+        let at = self.buf.iter().position(|&b| b == b'\n' || b == b'\r')?;
+        let mut end = at + 1;
+        if self.buf[at] == b'\r' {
+            match self.buf.get(at + 1) {
+                Some(b'\n') => end += 1,
+                // The LF of a CRLF may be in the next chunk.
+                None if !ended => return None,
+                _ => {}
+            }
+        }
+        let line = String::from_utf8_lossy(&self.buf[..at]).into_owned();
+        self.buf.drain(..end);
+        Some(line)
+    }
 }
 
 fn encode<I: Serialize>(base: &str, input: &I) -> Result<Bytes> {
@@ -549,11 +810,24 @@ fn expect(url: &str, status: StatusCode, body: &[u8], ok: &[StatusCode]) -> Resu
     if ok.contains(&status) {
         return Ok(());
     }
+    Err(status_error(url, status, body))
+}
+
+/// The [`Error`] for an answer with an unexpected `status`.
+fn status_error(url: &str, status: StatusCode, body: &[u8]) -> Error {
     let (message, error_type) = error_message(body);
     let url = url.to_owned();
-    Err(match status {
-        StatusCode::UNAUTHORIZED => Error::Unauthorized { url, message },
-        StatusCode::NOT_FOUND => Error::NotFound { url, message },
+    match status {
+        StatusCode::UNAUTHORIZED => Error::Unauthorized {
+            url,
+            message,
+            error_type,
+        },
+        StatusCode::NOT_FOUND => Error::NotFound {
+            url,
+            message,
+            error_type,
+        },
         s if s.is_success() => Error::BadResponse {
             url,
             reason: format!("unexpected status {s}"),
@@ -564,7 +838,7 @@ fn expect(url: &str, status: StatusCode, body: &[u8], ok: &[StatusCode]) -> Resu
             error_type,
             message,
         },
-    })
+    }
 }
 
 fn decode<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T> {
@@ -593,6 +867,33 @@ mod tests {
         assert_eq!(retry_hint("queue is full; retry after 3s", d), "");
         assert_eq!(retry_hint("busy", d), "; retry after 3s");
         assert_eq!(retry_hint("busy", None), "");
+    }
+
+    #[test]
+    fn the_event_parser_reads_events_split_anywhere() {
+        let stream = ": keep-alive\n\nid: 0\r\nevent: queued\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n\
+                      event: x\rdata:2\r\r";
+        // Every split point, including between the CR and LF of a CRLF.
+        for split in 0..stream.len() {
+            let mut p = SseParser::default();
+            let mut got = Vec::new();
+            p.push(&stream.as_bytes()[..split]);
+            while let Some(data) = p.next_event(false).expect("parses") {
+                got.push(data);
+            }
+            p.push(&stream.as_bytes()[split..]);
+            while let Some(data) = p.next_event(true).expect("parses") {
+                got.push(data);
+            }
+            assert_eq!(got, ["{\"a\":\n1}", "2"], "split at {split}");
+        }
+    }
+
+    #[test]
+    fn an_event_without_its_blank_line_is_not_dispatched() {
+        let mut p = SseParser::default();
+        p.push(b"data: cut off\n");
+        assert_eq!(p.next_event(true), Ok(None));
     }
 
     #[test]

@@ -128,12 +128,21 @@ async fn errors_are_typed() {
     let anon = Client::new(&s.url("")).expect("client");
     assert!(matches!(
         anon.predict_async(&"x".to_owned()).await,
-        Err(Error::Unauthorized { .. })
+        Err(Error::Unauthorized { error_type: Some(t), .. }) if t == "unauthorized"
     ));
     let c = anon.clone().with_token("tok");
-    assert!(
-        matches!(c.get(PredictionId::new_v4()).await, Err(Error::NotFound { message, .. }) if message == "Prediction ID not found.")
-    );
+    assert!(matches!(
+        c.get(PredictionId::new_v4()).await,
+        Err(Error::NotFound { message, error_type: Some(t), .. })
+            if message == "Prediction ID not found." && t == "not_found"
+    ));
+    let wrong_prefix = Client::new(&s.url("/api"))
+        .expect("client")
+        .with_token("tok");
+    assert!(matches!(
+        wrong_prefix.get(PredictionId::new_v4()).await,
+        Err(Error::NotFound { error_type: Some(t), .. }) if t == "route_not_found"
+    ));
     c.predict_async(&"a".to_owned()).await.expect("first fits");
     match c.predict_async(&"b".to_owned()).await {
         Err(Error::QueueFull { retry_after, .. }) => {
@@ -173,4 +182,135 @@ async fn an_unreachable_server_is_a_connect_error_with_its_cause() {
         chain.iter().any(|c| c.to_lowercase().contains("refused")),
         "{chain:?}"
     );
+}
+
+#[tokio::test]
+async fn submit_returns_the_whole_202_answer() {
+    let s = start_with(mock("5s"), QueueConfig::default(), ServerConfig::default()).await;
+    let c = Client::new(&s.url("")).expect("client");
+    let accepted = c.submit(&"x".to_owned()).await.expect("submit");
+    assert_eq!(accepted.status, Status::Queued);
+    assert_eq!(
+        accepted.message,
+        "Request received. Processing asynchronously."
+    );
+    assert_eq!(
+        c.get(accepted.prediction_id).await.expect("get").input,
+        "x",
+        "the ID is the prediction's"
+    );
+}
+
+#[tokio::test]
+async fn events_follow_a_prediction_to_its_result_then_end() {
+    let s = start_with(
+        mock("200ms"),
+        QueueConfig::default(),
+        ServerConfig::default(),
+    )
+    .await;
+    let c = Client::new(&s.url("")).expect("client");
+    let id = c.predict_async(&"x".to_owned()).await.expect("submit");
+    let mut events = c.events(id).await.expect("open the stream");
+    let mut statuses = Vec::new();
+    let last = loop {
+        let p = events
+            .next()
+            .await
+            .expect("an event")
+            .expect("not ended yet");
+        assert_eq!(p.prediction_id, id);
+        statuses.push(p.status);
+        if p.is_finished() {
+            break p;
+        }
+    };
+    assert!(
+        statuses == [Status::Queued, Status::Processing, Status::Succeeded]
+            || statuses == [Status::Processing, Status::Succeeded],
+        "{statuses:?}"
+    );
+    assert!(last.output.is_some_and(|o| o.input == "x"));
+    assert!(events.next().await.expect("ended").is_none());
+    assert!(events.next().await.expect("still ended").is_none());
+
+    // A finished prediction's stream is its one terminal event.
+    let mut again = c.events(id).await.expect("open again");
+    let only = again.next().await.expect("event").expect("one event");
+    assert_eq!(only.status, Status::Succeeded);
+    assert!(again.next().await.expect("ended").is_none());
+}
+
+#[tokio::test]
+async fn events_report_a_cancel_as_the_terminal_event() {
+    let s = start_with(mock("10s"), QueueConfig::default(), ServerConfig::default()).await;
+    let c = Client::new(&s.url("")).expect("client");
+    let id = c.predict_async(&"x".to_owned()).await.expect("submit");
+    let mut events = c.events(id).await.expect("open the stream");
+    let first = events.next().await.expect("event").expect("first");
+    assert!(!first.is_finished());
+    c.cancel(id).await.expect("cancel");
+    let last = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let p = events.next().await.expect("event").expect("not ended yet");
+            if p.is_finished() {
+                break p;
+            }
+        }
+    })
+    .await
+    .expect("the cancel arrives at once");
+    assert_eq!(last.status, Status::Canceled);
+}
+
+#[tokio::test]
+async fn events_of_an_unknown_id_are_not_found() {
+    let s = start().await;
+    let c = Client::new(&s.url("")).expect("client");
+    let err = c.events(PredictionId::new_v4()).await.expect_err("unknown");
+    assert!(
+        matches!(&err, Error::NotFound { error_type: Some(t), .. } if t == "not_found"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn dropping_an_event_stream_closes_it_on_the_server() {
+    let s = start_with(mock("10s"), QueueConfig::default(), ServerConfig::default()).await;
+    let c = Client::new(&s.url("")).expect("client");
+    let id = c.predict_async(&"x".to_owned()).await.expect("submit");
+    let mut events = c.events(id).await.expect("open the stream");
+    events.next().await.expect("event").expect("first");
+    let open = || async { common::get(&s.url("/metrics")).await.text() };
+    assert!(open().await.contains("mockpredict_event_streams 1"));
+    drop(events);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while !open().await.contains("mockpredict_event_streams 0") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server still streams to a dropped client"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_silent_event_stream_times_out_instead_of_hanging() {
+    // The server's keep-alive is far longer than the client's patience.
+    let config = ServerConfig::default().sse_keep_alive(Duration::from_secs(60));
+    let s = start_with(mock("10s"), QueueConfig::default(), config).await;
+    let c = Client::new(&s.url(""))
+        .expect("client")
+        .with_timeout(Duration::from_millis(300));
+    let id = c.predict_async(&"x".to_owned()).await.expect("submit");
+    let mut events = c.events(id).await.expect("open the stream");
+    // `queued` and `processing` come at once; then nothing for 10 s.
+    let err = loop {
+        match events.next().await {
+            Ok(Some(p)) => assert!(!p.is_finished(), "{p:?}"),
+            Ok(None) => panic!("the stream ended"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
 }

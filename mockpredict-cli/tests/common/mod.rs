@@ -38,3 +38,29 @@ pub fn closed_port_url() -> String {
     drop(listener);
     format!("http://{addr}")
 }
+
+/// Runs `mockpredict ARGS...` with stdout and stderr on a pseudo-terminal (through
+/// util-linux `script`), as a person at a terminal would, so the spinner paths run.
+/// `None` when `script` is not installed. The output is everything the terminal
+/// showed, stdout and stderr together.
+pub fn on_a_terminal(args: &[&str]) -> Option<std::process::Output> {
+    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_mockpredict"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    let output = std::process::Command::new("script")
+        .args([
+            "--quiet",
+            "--return",
+            "--command",
+            &quoted.join(" "),
+            "/dev/null",
+        ])
+        .env_remove("MOCKPREDICT_SERVER")
+        .env_remove("MOCKPREDICT_API_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    Some(output)
+}

@@ -75,6 +75,35 @@ pub fn start(latency: &str, extra: &[&str]) -> TestServer {
     TestServer { child, url }
 }
 
+impl TestServer {
+    /// The server's `/metrics` text, over a plain HTTP/1.1 request.
+    pub fn metrics(&self) -> String {
+        use std::io::Write as _;
+        let addr = self.url.trim_start_matches("http://");
+        let mut tcp = std::net::TcpStream::connect(addr).expect("connect to the server");
+        write!(
+            tcp,
+            "GET /metrics HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+        )
+        .expect("send the request");
+        let mut text = String::new();
+        tcp.read_to_string(&mut text).expect("read the answer");
+        text
+    }
+
+    /// How many requests `/metrics` counted for `method route` answered `code`.
+    pub fn requests(&self, method: &str, route: &str, code: u16) -> u64 {
+        let labels = format!(r#"{{method="{method}",route="{route}",code="{code}"}} "#);
+        self.metrics()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("mockpredict_http_requests_total")?
+                    .strip_prefix(&labels)
+            })
+            .map_or(0, |n| n.trim().parse().expect("a count"))
+    }
+}
+
 fn forward(stream: Box<dyn Read + Send>, tx: mpsc::Sender<String>) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
