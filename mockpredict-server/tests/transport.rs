@@ -14,8 +14,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mockpredict_core::QueueConfig;
 use mockpredict_server::ServerConfig;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
+use tokio::process::ChildStderr;
 use tokio::time::{Instant, timeout};
 
 const PREDICT: &str = "/predictions/predict";
@@ -239,56 +240,30 @@ async fn wait_in_flight(addr: &str) {
 
 #[tokio::test]
 async fn binary_finishes_a_sync_prediction_on_sigterm_and_exits_0() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mockpredict-server"))
-        .args([
+    let mut server = spawn_server(
+        &[
             "--bind",
             "127.0.0.1:0",
             "--latency",
             "1s",
             "--log-format",
             "text",
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the server binary");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.expect("read log") {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.split_whitespace().next().map(str::to_owned);
-            }
-        }
-        None
-    })
-    .await
-    .expect("logged its address in time")
-    .expect("logged 'listening on http://ADDR'");
-    // Keep draining the log so the child never blocks on a full pipe.
-    let log = tokio::spawn(async move {
-        let mut all = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            all.push(line);
-        }
-        all
-    });
+        ],
+        &[],
+    )
+    .await;
+    let log = server.drain_log();
+    let addr = server.addr.clone();
 
     let url = format!("http://{addr}{PREDICT}?async_mode=false");
     let in_flight = tokio::spawn(async move { post_json(&url, r#"{"input":"x"}"#).await });
     wait_in_flight(&addr).await;
-    let pid = child.id().expect("pid").to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(kill.success());
+    server.signal("TERM");
 
     let r = in_flight.await.expect("task");
     assert_eq!(r.status, StatusCode::OK, "the in-flight request completed");
     assert!(r.json()["result"].is_string());
-    let status = timeout(Duration::from_secs(10), child.wait())
+    let status = timeout(Duration::from_secs(10), server.child.wait())
         .await
         .expect("exited in time")
         .expect("wait");
@@ -323,34 +298,22 @@ async fn an_idle_keep_alive_connection_does_not_hold_its_slot_forever() {
 
 #[tokio::test]
 async fn binary_reads_env_flags_logs_json_and_exits_0_on_sigint() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mockpredict-server"))
-        .env("MOCKPREDICT_BIND", "127.0.0.1:0")
-        .env("MOCKPREDICT_LATENCY", "5ms")
-        .env("MOCKPREDICT_LOG_FORMAT", "json")
-        .env("MOCKPREDICT_API_TOKEN", "env-token")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the server binary");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.expect("read log") {
-            let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
-            if let Some(rest) = json["fields"]["message"]
-                .as_str()
-                .and_then(|m| m.strip_prefix("listening on http://"))
-            {
-                return Some(rest.to_owned());
-            }
-        }
-        None
-    })
-    .await
-    .expect("logged its address in time")
-    .expect("logged 'listening on http://ADDR'");
-    let metrics = format!("http://{addr}/metrics");
+    let mut server = spawn_server(
+        &[],
+        &[
+            ("MOCKPREDICT_BIND", "127.0.0.1:0"),
+            ("MOCKPREDICT_LATENCY", "5ms"),
+            ("MOCKPREDICT_LOG_FORMAT", "json"),
+            ("MOCKPREDICT_API_TOKEN", "env-token"),
+        ],
+    )
+    .await;
+    for line in &server.first_lines {
+        let json: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        assert!(json["fields"]["message"].is_string(), "{line}");
+    }
+    let log = server.drain_log();
+    let metrics = format!("http://{}/metrics", server.addr);
     assert_eq!(
         get(&metrics).await.status,
         StatusCode::UNAUTHORIZED,
@@ -364,21 +327,13 @@ async fn binary_reads_env_flags_logs_json_and_exits_0_on_sigint() {
     )
     .await;
     assert_eq!(ok.status, StatusCode::OK);
-    let pid = child.id().expect("pid").to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("run kill");
-    assert!(kill.success());
-    let status = timeout(Duration::from_secs(10), child.wait())
+    server.signal("INT");
+    let status = timeout(Duration::from_secs(10), server.child.wait())
         .await
         .expect("exited in time")
         .expect("wait");
     assert_eq!(status.code(), Some(0));
-    let mut rest = Vec::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        rest.push(line);
-    }
+    let rest = log.await.expect("log task");
     assert!(
         rest.iter().all(|l| !l.contains("env-token")),
         "the token is never logged"
@@ -400,43 +355,120 @@ async fn binary_exits_1_when_the_address_is_taken() {
 
 #[tokio::test]
 async fn a_second_signal_cuts_the_drain_short_with_exit_130() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mockpredict-server"))
-        .args(["--bind", "127.0.0.1:0", "--latency", "30s"])
+    let mut server = spawn_server(&["--bind", "127.0.0.1:0", "--latency", "30s"], &[]).await;
+    let _log = server.drain_log();
+    // A sync request that would hold the drain for 30 s.
+    let url = format!("http://{}{PREDICT}?async_mode=false", server.addr);
+    let _in_flight = tokio::spawn(async move { post_json(&url, r#"{"input":"x"}"#).await });
+    wait_in_flight(&server.addr).await;
+    for _ in 0..2 {
+        server.signal("TERM");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let status = timeout(Duration::from_secs(5), server.child.wait())
+        .await
+        .expect("exited without waiting for the drain")
+        .expect("wait");
+    assert_eq!(status.code(), Some(130));
+}
+
+/// A `mockpredict-server` process started by [`spawn_server`].
+struct Spawned {
+    child: tokio::process::Child,
+    /// `HOST:PORT` from its `listening on http://ADDR` log line.
+    addr: String,
+    /// The log lines up to and including that one.
+    first_lines: Vec<String>,
+    /// The rest of its log (stderr), until [`drain_log`](Self::drain_log) takes it.
+    log: Option<Lines<BufReader<ChildStderr>>>,
+}
+
+impl Spawned {
+    /// Keeps draining the log in the background so the child never blocks on a full
+    /// pipe; the task returns every line once the process exits.
+    fn drain_log(&mut self) -> tokio::task::JoinHandle<Vec<String>> {
+        let mut log = self.log.take().expect("the log is drained once");
+        tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Ok(Some(line)) = log.next_line().await {
+                all.push(line);
+            }
+            all
+        })
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) to the process.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let kill = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("run kill");
+        assert!(kill.success());
+    }
+}
+
+/// Starts the real binary with `args` and `env` (and no other `MOCKPREDICT_*`
+/// variables, so a developer's shell cannot change the test), and waits for the
+/// `listening on http://ADDR` line, in text or JSON logs.
+async fn spawn_server(args: &[&str], env: &[(&str, &str)]) -> Spawned {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mockpredict-server"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("MOCKPREDICT_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("spawn the server binary");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut first_lines = Vec::new();
     let addr = timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.expect("read log") {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.split_whitespace().next().map(str::to_owned);
+        while let Some(line) = log.next_line().await.expect("read log") {
+            let addr = listening_addr(&line);
+            first_lines.push(line);
+            if addr.is_some() {
+                return addr;
             }
         }
         None
     })
     .await
     .expect("logged its address in time")
-    .expect("logged its address");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    // A sync request that would hold the drain for 30 s.
-    let url = format!("http://{addr}{PREDICT}?async_mode=false");
-    let _in_flight = tokio::spawn(async move { post_json(&url, r#"{"input":"x"}"#).await });
-    wait_in_flight(&addr).await;
-    let pid = child.id().expect("pid").to_string();
-    for _ in 0..2 {
-        let kill = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(kill.success());
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    .unwrap_or_else(|| panic!("never logged 'listening on http://ADDR': {first_lines:#?}"));
+    Spawned {
+        child,
+        addr,
+        first_lines,
+        log: Some(log),
     }
-    let status = timeout(Duration::from_secs(5), child.wait())
-        .await
-        .expect("exited without waiting for the drain")
-        .expect("wait");
-    assert_eq!(status.code(), Some(130));
+}
+
+/// `ADDR` from a log line saying `listening on http://ADDR`, text or JSON.
+fn listening_addr(line: &str) -> Option<String> {
+    let rest = line.split("listening on http://").nth(1)?;
+    let addr: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && !matches!(c, '"' | ',' | '\x1b'))
+        .collect();
+    Some(addr)
+}
+
+#[test]
+fn the_address_is_found_in_text_and_json_logs() {
+    assert_eq!(
+        listening_addr("INFO mockpredict_server: listening on http://127.0.0.1:42 addr=x"),
+        Some("127.0.0.1:42".to_owned())
+    );
+    assert_eq!(
+        listening_addr(r#"{"fields":{"message":"listening on http://127.0.0.1:42","addr":"x"}}"#),
+        Some("127.0.0.1:42".to_owned())
+    );
+    assert_eq!(listening_addr("shut down"), None);
 }
