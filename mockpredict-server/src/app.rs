@@ -1,6 +1,6 @@
 //! [`App`]: the HTTP API over a [`JobQueue`]: routing, auth, CORS, body limits, the
 //! sync/async/poll/long-poll/cancel/events handlers, metrics and access logs. It turns
-//! one request into one response and knows nothing of sockets (see [`serve`](crate::serve)).
+//! one request into one response and knows nothing of sockets (see [`serve`](crate::serve())).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -145,7 +145,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> App<M, B> {
     }
 
     /// Starts draining: `/readyz` answers 503 and new predictions get 503
-    /// `shutting_down`; everything else keeps working. [`serve`](crate::serve) calls
+    /// `shutting_down`; everything else keeps working. [`serve`](crate::serve()) calls
     /// this when its shutdown signal fires.
     pub fn drain(&self) {
         self.inner.draining.store(true, Ordering::Release);

@@ -23,7 +23,7 @@
 //! # Layout
 //!
 //! - `app`: [`App`], the routes' handlers, auth, CORS, limits and access logs.
-//! - `serve`: [`serve`], the accept loop and graceful shutdown.
+//! - `serve`: [`serve()`], the accept loop and graceful shutdown.
 //! - `config`: [`ServerConfig`] and [`Cors`].
 //! - `routes`: the route table ([`routes()`]).
 //! - `error`: [`Error`], and the mapping of every error to a status and `error_type`.

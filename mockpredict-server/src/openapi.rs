@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 description of every route, served at `GET /openapi.json`. A test
-//! checks its paths and methods against [`routes`](crate::routes), so neither can
+//! checks its paths and methods against [`routes`](crate::routes()), so neither can
 //! gain a route the other lacks.
 
 use std::sync::OnceLock;
