@@ -74,7 +74,8 @@ pub(crate) enum CommandArgs {
         /// The prediction ID.
         id: PredictionId,
     },
-    /// Wait until a prediction finishes (long-polling the server) and print its result.
+    /// Wait until a prediction finishes and print its result (long-polling the server;
+    /// on a terminal, following its event stream to show the live status).
     #[command(after_help = EXIT_CODES)]
     Wait {
         /// The prediction ID.
