@@ -225,7 +225,8 @@ async fn follow(
     id: PredictionId,
     timeout: Option<Duration>,
 ) -> Result<Body, ServerError> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A timeout too long to add to now (`--timeout 500000000000y`) is no limit.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     if printer.spinner_shown() {
         if let Some(done) = follow_events(printer, remote, id, deadline).await? {
             return Ok(done);

@@ -212,6 +212,25 @@ fn wait_timeout_exits_4() {
     );
 }
 
+/// A `--timeout` too long to add to the clock (`500000000000y`) means no limit; it
+/// used to panic with exit 101.
+#[test]
+fn an_enormous_wait_timeout_means_no_limit() {
+    let server = fast();
+    let id = submit(&server, "hello");
+    let output = at(&server)
+        .args(["wait", "--timeout", "500000000000y", &id])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse::<u32>()
+            .is_ok()
+    );
+}
+
 /// `wait --timeout --json` still prints the (pending) body, then exits 4.
 #[test]
 fn wait_timeout_json_prints_the_pending_body() {

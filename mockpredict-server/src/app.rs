@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
+use crate::config::FOREVER;
 use crate::error::ApiError;
 use crate::routes::{self, Resolved, Route};
 use crate::wire::{self, Accepted, Health, ModelInfo, PredictRequest, PredictionBody, RootInfo};
@@ -413,7 +414,11 @@ where
     async fn poll(&self, id: &str, query: Option<&str>) -> Result<Response<Body>, ApiError> {
         let id = parse_id(id)?;
         let wait = match query_param(query, "wait") {
-            Some(v) => Some(parse_seconds(&v, "wait", self.inner.config.max_wait)?),
+            Some(v) => Some(parse_seconds(
+                &v,
+                "wait",
+                self.inner.config.max_wait.min(FOREVER),
+            )?),
             None => None,
         };
         let p = match wait {
@@ -484,7 +489,7 @@ fn choose_mode(
     // says the wait that was really applied.
     let wait = |secs: Option<u64>| {
         let w = secs.map_or(sync_timeout, Duration::from_secs);
-        w.min(sync_timeout)
+        w.min(sync_timeout).min(FOREVER)
     };
     let applied_wait = |secs: Option<u64>| secs.map(|_| format!("wait={}", wait(secs).as_secs()));
     Ok(match async_mode {

@@ -335,7 +335,8 @@ impl<I, O> Client<I, O> {
         I: DeserializeOwned,
         O: DeserializeOwned,
     {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too long to add to now is no limit.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut backoff = Duration::from_millis(100);
         loop {
             let chunk = match deadline {
@@ -431,7 +432,7 @@ impl<I, O> Client<I, O> {
         let body = encode(&self.base, input)?;
         let prefer = wait.map(|w| format!("wait={}", w.as_secs().max(1)));
         // Without a wait of our own the server's limit bounds the request.
-        let limit = wait.map(|w| w + self.timeout);
+        let limit = wait.map(|w| w.saturating_add(self.timeout));
         let (url, status, _, body) = self
             .send(
                 Method::POST,
@@ -460,7 +461,7 @@ impl<I, O> Client<I, O> {
             }
             _ => format!("/predictions/predict/{id}"),
         };
-        let limit = Some(wait.unwrap_or_default() + self.timeout);
+        let limit = Some(wait.unwrap_or_default().saturating_add(self.timeout));
         let (url, status, _, body) = self
             .send(Method::GET, &path, None, None, Some(limit))
             .await?;

@@ -129,6 +129,16 @@ impl ServerConfig {
     }
 }
 
+/// The longest time span the server hands to timers: longer configured or requested
+/// waits (`--max-wait 1000000y`, `Duration::MAX`) mean "forever" and are cut to it,
+/// because `Instant + Duration` panics when the sum does not fit.
+pub(crate) const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// The instant `d` from now, with `d` cut to [`FOREVER`].
+pub(crate) fn deadline_in(d: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + d.min(FOREVER)
+}
+
 /// A bearer token. Its `Debug` output is redacted so it never reaches a log.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiToken(String);

@@ -134,6 +134,15 @@ fn parse_bytes(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// The longest duration a flag takes: longer ones (`--result-ttl 1000000y`) mean
+/// "forever" and are cut to 30 years, because timers panic when `now + duration`
+/// does not fit in an `Instant`.
+const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+fn capped(d: humantime::Duration) -> Duration {
+    Duration::from(d).min(FOREVER)
+}
+
 /// Everything the flags configure, validated.
 struct Settings {
     bind: String,
@@ -154,8 +163,8 @@ impl TryFrom<Flags> for Settings {
         let queue = QueueConfig::default()
             .capacity(f.capacity)
             .concurrency(f.concurrency)
-            .result_ttl(f.result_ttl.into())
-            .deadline(f.deadline.map(Duration::from));
+            .result_ttl(capped(f.result_ttl))
+            .deadline(f.deadline.map(capped));
         queue.validate().context("invalid queue flags")?;
         let cors: Cors = match f.cors_origin.parse() {
             Ok(cors) => cors,
@@ -163,12 +172,12 @@ impl TryFrom<Flags> for Settings {
         };
         let server = ServerConfig::default()
             .max_body(f.max_body)
-            .sync_timeout(f.sync_timeout.into())
-            .max_wait(f.max_wait.into())
+            .sync_timeout(capped(f.sync_timeout))
+            .max_wait(capped(f.max_wait))
             .api_token(f.api_token)
             .cors(cors)
-            .shutdown_timeout(f.shutdown_timeout.into())
-            .header_read_timeout(f.header_read_timeout.into())
+            .shutdown_timeout(capped(f.shutdown_timeout))
+            .header_read_timeout(capped(f.header_read_timeout))
             .max_connections(f.max_connections);
         Ok(Self {
             bind: f.bind,

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::config::FOREVER;
 use crate::{App, Result};
 
 /// Serves `app` on `listener` until `shutdown` resolves, then shuts down gracefully
@@ -50,7 +51,8 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
+        // hyper adds it to `Instant::now()` unchecked: "forever" must stay representable.
+        .header_read_timeout(config.header_read_timeout.min(FOREVER))
         .keep_alive(true);
     builder
         .http2()
@@ -122,7 +124,7 @@ where
         timeout = %humantime::format_duration(config.shutdown_timeout),
         "shutting down: listener closed, waiting for in-flight requests"
     );
-    let deadline = started + config.shutdown_timeout;
+    let deadline = started + config.shutdown_timeout.min(FOREVER);
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep_until(deadline) => {

@@ -18,9 +18,9 @@ use mockpredict_core::backend::Backend;
 use mockpredict_core::{Model, Subscription};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::app::Body;
+use crate::config::deadline_in;
 use crate::metrics::Metrics;
 use crate::wire::PredictionBody;
 
@@ -46,7 +46,7 @@ where
     tokio::spawn(async move {
         // Counted down when this task ends, however it ends.
         let _open = open;
-        let mut ticker = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
+        let mut ticker = tokio::time::interval_at(deadline_in(keep_alive), keep_alive);
         let mut seq: u64 = 0;
         loop {
             let frame = tokio::select! {

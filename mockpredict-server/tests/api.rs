@@ -816,3 +816,31 @@ async fn a_huge_wait_is_capped_not_refused() {
         "a sync wait, cut to the server's limit"
     );
 }
+
+#[tokio::test]
+async fn limits_of_forever_do_not_panic_the_handlers() {
+    // Configured "forever": timers must not overflow `Instant + Duration`.
+    let config = ServerConfig::default()
+        .max_wait(Duration::MAX)
+        .sync_timeout(Duration::MAX)
+        .sse_keep_alive(Duration::MAX);
+    let s = start_with(mock("20ms"), QueueConfig::default(), config).await;
+    let sync = post_json(
+        &s.url(&format!("{PREDICT}?async_mode=false")),
+        r#"{"input":"x"}"#,
+    )
+    .await;
+    assert_eq!(sync.status, StatusCode::OK, "{}", sync.text());
+    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let polled = get(&s.url(&format!("{PREDICT}/{id}?wait=inf"))).await;
+    assert_eq!(polled.status, StatusCode::OK, "{}", polled.text());
+    let events = get(&s.url(&format!("{PREDICT}/{id}/events"))).await;
+    assert!(
+        events.text().contains("event: succeeded"),
+        "{}",
+        events.text()
+    );
+}

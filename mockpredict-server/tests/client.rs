@@ -314,3 +314,17 @@ async fn a_silent_event_stream_times_out_instead_of_hanging() {
     };
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_timeout_of_forever_is_no_limit_not_a_panic() {
+    let s = start().await;
+    let c = Client::new(&s.url("")).expect("client");
+    let id = c.predict_async(&"x".to_owned()).await.expect("submit");
+    let done = c.wait(id, Some(Duration::MAX)).await.expect("wait");
+    assert!(done.is_finished());
+    let sync = c
+        .predict_sync(&"y".to_owned(), Some(Duration::MAX))
+        .await
+        .expect("sync");
+    assert!(matches!(sync, SyncOutcome::Finished(_)), "{sync:?}");
+}

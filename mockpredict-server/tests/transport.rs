@@ -224,6 +224,46 @@ async fn graceful_shutdown_finishes_an_in_flight_sync_prediction() {
     assert!(report.drained);
 }
 
+#[tokio::test]
+async fn a_shutdown_timeout_of_forever_still_shuts_down() {
+    let config = ServerConfig::default().shutdown_timeout(Duration::MAX);
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    assert_eq!(get(&s.url("/healthz")).await.status, StatusCode::OK);
+    let report = timeout(Duration::from_secs(5), s.shutdown())
+        .await
+        .expect("shut down at once: nothing was in flight");
+    assert!(report.drained);
+}
+
+#[tokio::test]
+async fn binary_takes_durations_of_forever_without_panicking() {
+    let forever = "500000000000y";
+    let mut args = vec!["--bind", "127.0.0.1:0", "--latency", "5ms"];
+    for flag in [
+        "--result-ttl",
+        "--deadline",
+        "--sync-timeout",
+        "--max-wait",
+        "--shutdown-timeout",
+        "--header-read-timeout",
+    ] {
+        args.extend([flag, forever]);
+    }
+    let mut server = spawn_server(&args, &[]).await;
+    let log = server.drain_log();
+    let url = format!("http://{}{PREDICT}?async_mode=false", server.addr);
+    let r = post_json(&url, r#"{"input":"x"}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    server.signal("INT");
+    let status = timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .expect("exited in time")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    let log = log.await.expect("log task");
+    assert!(!log.iter().any(|l| l.contains("panicked")), "{log:#?}");
+}
+
 /// Waits until the server at `addr` runs one prediction, so a signal sent next
 /// really lands while it is in flight.
 async fn wait_in_flight(addr: &str) {
