@@ -660,13 +660,20 @@ where
 /// Syntax errors are 400 (not JSON); well-formed JSON of the wrong shape is 422.
 fn parse_input<I: DeserializeOwned>(bytes: &[u8]) -> Result<I, ApiError> {
     use serde_json::error::Category;
-    serde_json::from_slice::<PredictRequest<I>>(bytes)
-        .map(|r| r.input)
-        .map_err(|e| match e.classify() {
+    let request =
+        serde_json::from_slice::<PredictRequest<I>>(bytes).map_err(|e| match e.classify() {
             Category::Data => ApiError::Validation(format!("invalid request body: {e}")),
             Category::Syntax | Category::Eof => ApiError::MalformedJson(e.to_string()),
             Category::Io => ApiError::UnreadableBody(e.to_string()),
-        })
+        })?;
+    // serde's derive also reads a struct from a sequence, so `["x"]` would pass as
+    // `{"input": "x"}`; the body must be an object, as the original (FastAPI) required.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::Validation(
+            "invalid request body: expected a JSON object such as {\"input\": ...}".into(),
+        ));
+    }
+    Ok(request.input)
 }
 
 fn bytes_response(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
@@ -851,6 +858,29 @@ mod tests {
             choose_mode(None, &prefer("wait=99999999999999999999999"), t).ok(),
             Some((Mode::Sync(t), Some("wait=60".into())))
         );
+    }
+
+    #[test]
+    fn the_body_must_be_an_object_with_input() {
+        assert_eq!(
+            parse_input::<String>(br#" {"input": "x", "extra": 1}"#).ok(),
+            Some("x".to_owned())
+        );
+        for (body, error_type) in [
+            (&br#"["x"]"#[..], "validation_error"),
+            (br#""x""#, "validation_error"),
+            (br#"{"text": "x"}"#, "validation_error"),
+            (br#"{"input": "#, "malformed_json"),
+            (br#"["x""#, "malformed_json"),
+        ] {
+            let e = parse_input::<String>(body).expect_err("refused");
+            assert_eq!(
+                e.error_type(),
+                error_type,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

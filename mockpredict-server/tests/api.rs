@@ -381,6 +381,12 @@ async fn request_errors_have_their_status_and_error_type() {
             "validation_error",
         ),
         (
+            // serde would read `["x"]` as {"input": "x"}; the original wanted an object.
+            post_json(&url, r#"["x"]"#).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
             post_json(&format!("{url}?async_mode=maybe"), r#"{"input":"x"}"#).await,
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_error",
