@@ -350,10 +350,12 @@ impl<I, O> Client<I, O> {
             if body.is_finished() || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(body);
             }
-            // A server that answers well before the wait it was asked for (an old
-            // server without long-poll, or a lower cap) must not turn this into a
-            // tight loop: back off between such early answers.
-            if asked.elapsed() < chunk / 2 {
+            // A server that answers at once (an old server without long-poll) must
+            // not turn this into a tight loop: back off between such answers. One that
+            // held the request for a while is long-polling under a lower cap of its
+            // own (`--max-wait`): ask again at once, or a result that lands during a
+            // pause would be seen up to 2 s late.
+            if asked.elapsed() < (chunk / 2).min(Duration::from_millis(200)) {
                 let pause = match deadline {
                     Some(d) => backoff.min(d.saturating_duration_since(Instant::now())),
                     None => backoff,

@@ -328,3 +328,21 @@ async fn a_timeout_of_forever_is_no_limit_not_a_panic() {
         .expect("sync");
     assert!(matches!(sync, SyncOutcome::Finished(_)), "{sync:?}");
 }
+
+#[tokio::test]
+async fn wait_under_a_lower_server_cap_polls_again_at_once() {
+    // The server cuts each long-poll to 300 ms; the client asks for 10 s at a time.
+    let config = ServerConfig::default().max_wait(Duration::from_millis(300));
+    let s = start_with(mock("3100ms"), QueueConfig::default(), config).await;
+    let c = Client::new(&s.url(""))
+        .expect("client")
+        .with_long_poll(Duration::from_secs(10));
+    let id = c.predict_async(&"x".to_owned()).await.expect("submit");
+    let started = tokio::time::Instant::now();
+    let done = c.wait(id, None).await.expect("wait");
+    let took = started.elapsed();
+    assert!(done.is_finished());
+    // Backing off between capped long-polls (pauses of 100 ms, 200 ms, ... 1.6 s)
+    // would sleep through the result and see it at about 4.6 s.
+    assert!(took < Duration::from_millis(3_900), "{took:?}");
+}
