@@ -244,7 +244,12 @@ where
                     template,
                 );
             }
-            Resolved::NotFound => return (ApiError::RouteNotFound.into_response(), UNMATCHED),
+            Resolved::NotFound => {
+                return match slash_redirect(&path, req.uri().query()) {
+                    Some((template, location)) => (redirect(location), template),
+                    None => (ApiError::RouteNotFound.into_response(), UNMATCHED),
+                };
+            }
         };
         let label = route.template();
         if route.requires_auth() && !self.authorized(req.headers()) {
@@ -773,6 +778,31 @@ fn sync_body<I: Serialize, O: Serialize>(p: &Prediction<I, O>) -> Result<Vec<u8>
     Ok(out)
 }
 
+/// Where a path with trailing slashes on a known route redirects (the route, with the
+/// query kept), as the original did (Starlette's `redirect_slashes`): an old client
+/// posting to `/predictions/predict/` got a 307 to `/predictions/predict`. Only known
+/// routes redirect, so this never points anywhere else.
+fn slash_redirect(path: &str, query: Option<&str>) -> Option<(&'static str, HeaderValue)> {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() || trimmed.len() == path.len() {
+        return None;
+    }
+    let (template, _) = routes::allowed_methods(trimmed)?;
+    let location = match query {
+        Some(q) => format!("{trimmed}?{q}"),
+        None => trimmed.to_owned(),
+    };
+    Some((template, HeaderValue::from_str(&location).ok()?))
+}
+
+/// 307 (not 301/308 and not 302/303): the client repeats the same method and body.
+fn redirect(location: HeaderValue) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    resp.headers_mut().insert(LOCATION, location);
+    resp
+}
+
 /// A `HEAD` answer: the `GET` answer's headers, with its length when known, and no
 /// body. hyper drops the body of a `HEAD` answer on HTTP/1.1 but sends it on HTTP/2,
 /// where clients then reset the stream; an event stream's task also ends at once.
@@ -858,6 +888,30 @@ mod tests {
             choose_mode(None, &prefer("wait=99999999999999999999999"), t).ok(),
             Some((Mode::Sync(t), Some("wait=60".into())))
         );
+    }
+
+    #[test]
+    fn trailing_slashes_on_known_routes_redirect_there_and_nowhere_else() {
+        let location = |path, query| slash_redirect(path, query).map(|(_, l)| l);
+        assert_eq!(
+            location("/predictions/predict/", Some("async_mode=false")),
+            Some(HeaderValue::from_static(
+                "/predictions/predict?async_mode=false"
+            ))
+        );
+        assert_eq!(
+            location("/healthz//", None),
+            Some(HeaderValue::from_static("/healthz"))
+        );
+        for path in [
+            "/",
+            "/healthz",
+            "/nope/",
+            "//evil.example/",
+            "/predictions/",
+        ] {
+            assert_eq!(location(path, None), None, "{path}");
+        }
     }
 
     #[test]

@@ -92,7 +92,26 @@ async fn an_old_client_walks_through_the_original_api() {
     let r = post_json(&s.url("/predictions/predict"), r#"{}"#).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    // 7. CORS from any origin.
+    // 7. A trailing slash: FastAPI (Starlette) redirected it with 307, so a client
+    //    that follows redirects repeats the POST, body and all, on the route.
+    let r = post_json(
+        &s.url("/predictions/predict/?async_mode=false"),
+        r#"{"input": "slash"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        r.header("location"),
+        Some("/predictions/predict?async_mode=false")
+    );
+    let r = get(&s.url("/nope/")).await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "only known routes redirect"
+    );
+
+    // 8. CORS from any origin.
     let r = send(
         Method::GET,
         &s.url("/"),
