@@ -39,6 +39,7 @@
 //! - [`backend`]: the [`Backend`](backend::Backend) trait and the in-memory default.
 //! - `error`: [`Error`], [`ModelError`], [`PredictionError`].
 //! - `rng`: the deterministic random stream behind seeded mode.
+//! - `time`: instant arithmetic that cannot overflow.
 
 pub mod backend;
 mod error;
@@ -48,6 +49,7 @@ mod model;
 mod prediction;
 mod queue;
 mod rng;
+mod time;
 
 pub use error::{Error, FailureKind, ModelError, PredictionError, Result};
 pub use latency::{Latency, ParseLatencyError};

@@ -418,7 +418,11 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
             }
         };
         shared.submitted_total.fetch_add(1, Ordering::Relaxed);
-        let deadline = shared.config.deadline.map(|d| Instant::now() + d);
+        // A deadline too long to represent is no deadline.
+        let deadline = shared
+            .config
+            .deadline
+            .and_then(|d| Instant::now().checked_add(d));
         shared.enqueue(Pending {
             job: job.clone(),
             deadline,
@@ -472,7 +476,8 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
         if backend.status(job).await?.is_terminal() {
             return backend.snapshot(job).await;
         }
-        let until = timeout.map(|t| Instant::now() + t);
+        // A timeout too long to represent (say `Duration::MAX`) is no timeout.
+        let until = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let changed = backend.changed(job);
             if backend.status(job).await?.is_terminal() {

@@ -503,3 +503,24 @@ async fn dropping_the_last_handle_stops_every_background_task() {
         "a background task outlived the queue"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn durations_too_long_to_represent_mean_forever_and_never_panic() {
+    let config = QueueConfig::default()
+        .deadline(Some(Duration::MAX))
+        .result_ttl(Duration::MAX);
+    let (queue, _) = queue(config);
+    let p = queue
+        .predict(Script::ok(1000))
+        .await
+        .expect("a MAX deadline is no deadline");
+    assert_eq!(p.status, Status::Succeeded);
+    let id = queue.submit(Script::ok(1000)).await.expect("admitted");
+    let p = queue
+        .wait(id, Some(Duration::MAX))
+        .await
+        .expect("a MAX timeout is no timeout");
+    assert_eq!(p.status, Status::Succeeded);
+    tokio::time::sleep(3600 * S).await;
+    assert!(queue.get(id).await.is_ok(), "a MAX ttl never expires");
+}

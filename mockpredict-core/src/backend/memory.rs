@@ -349,7 +349,13 @@ where
         let mut finished = lock(&self.finished);
         while let Some(front) = finished.front() {
             let completed = front.state().completed.get().unwrap_or_default();
-            let expires = front.created + completed + self.result_ttl;
+            // A TTL too long to represent means "never expires".
+            let Some(expires) = front
+                .created
+                .checked_add(completed.saturating_add(self.result_ttl))
+            else {
+                return Ok(crate::time::far_future(now));
+            };
             if expires > now {
                 return Ok(expires);
             }
@@ -359,7 +365,7 @@ where
         }
         // Nothing finished: anything that finishes from now on expires at
         // `now + result_ttl` or later, so waking then is never late.
-        Ok(now + self.result_ttl)
+        Ok(crate::time::after(now, self.result_ttl))
     }
 
     fn retained(&self) -> usize {
