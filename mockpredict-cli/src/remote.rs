@@ -130,7 +130,8 @@ impl Remote {
 }
 
 /// `predict` against a server: sync (holding the request, then long-polling if the
-/// server hands back an ID) or `--async` (print the ID and exit).
+/// server hands back an ID; on a terminal, submitting and following the event stream
+/// so the spinner shows the status) or `--async` (print the ID and exit).
 ///
 /// # Errors
 ///
