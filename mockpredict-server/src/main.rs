@@ -87,7 +87,8 @@ struct Flags {
     #[arg(long, env = "MOCKPREDICT_SHUTDOWN_TIMEOUT", default_value = "30s")]
     shutdown_timeout: humantime::Duration,
 
-    /// A connection must send its request headers within this, or it is closed.
+    /// A connection must send its request headers within this, or it is closed; so is
+    /// one idle (no request in flight) for this long.
     #[arg(long, env = "MOCKPREDICT_HEADER_READ_TIMEOUT", default_value = "10s")]
     header_read_timeout: humantime::Duration,
 

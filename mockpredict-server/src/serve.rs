@@ -1,11 +1,17 @@
 //! [`serve`]: the accept loop. HTTP/1.1 (keep-alive) and HTTP/2 cleartext on one port,
-//! a header-read timeout, a cap on concurrent connections, and graceful shutdown:
-//! drain, close the listener, let in-flight requests finish, then stop the queue.
+//! a header-read timeout that also closes idle connections (of either protocol), a cap
+//! on concurrent connections, and graceful shutdown: drain, close the listener, let
+//! in-flight requests finish, then stop the queue.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::config::FOREVER;
-use crate::{App, Result};
+use crate::{App, Body, Result};
 
 /// Serves `app` on `listener` until `shutdown` resolves, then shuts down gracefully
 /// and returns what the queue's shutdown did.
@@ -106,13 +112,34 @@ where
                     return;
                 }
             }
-            let service = service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(app.handle(req).await) }
-            });
+            let activity = Arc::new(Activity::new());
+            let service = {
+                let activity = Arc::clone(&activity);
+                service_fn(move |req| {
+                    let app = app.clone();
+                    let in_flight = InFlight::start(&activity);
+                    async move {
+                        let resp = app.handle(req).await;
+                        Ok::<_, Infallible>(resp.map(|body| Tracked {
+                            body,
+                            _in_flight: in_flight,
+                        }))
+                    }
+                })
+            };
             let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                done = watcher.watch(conn.into_owned()) => {
+                    if let Err(e) = done {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                // hyper closes an idle HTTP/1.1 keep-alive connection itself (the
+                // header-read timeout), but an HTTP/2 one lives as long as its client
+                // answers pings: without this, idle clients could hold every slot.
+                () = activity.idle_for(header_timeout) => {
+                    tracing::debug!(%peer, "closing an idle connection");
+                }
             }
         });
     }
@@ -136,4 +163,91 @@ where
         .shutdown(deadline.saturating_duration_since(Instant::now()))
         .await;
     Ok(report)
+}
+
+/// What a connection is doing: how many of its requests are in flight (until their
+/// response bodies end), and since when it has had none.
+struct Activity {
+    /// A std `Mutex`: nothing awaits while holding it.
+    state: Mutex<(usize, Instant)>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new((0, Instant::now())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, Instant)> {
+        // The state stays consistent even if a holder panicked: plain integers.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Resolves once the connection has had no request in flight for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        let limit = limit.min(FOREVER);
+        loop {
+            let (in_flight, since) = *self.lock();
+            if in_flight == 0 && since.elapsed() >= limit {
+                return;
+            }
+            // With requests in flight, look again a full `limit` later: the idle
+            // time can only start once they end.
+            let next = if in_flight == 0 {
+                since
+            } else {
+                Instant::now()
+            };
+            tokio::time::sleep_until(next + limit).await;
+        }
+    }
+}
+
+/// One request in flight on a connection, from its headers to the end of its
+/// response body.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.lock().0 += 1;
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.0 = state.0.saturating_sub(1);
+        state.1 = Instant::now();
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it ends (or
+/// is dropped), so an event stream or a long answer is never taken for idleness.
+struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }

@@ -337,6 +337,60 @@ async fn an_idle_keep_alive_connection_does_not_hold_its_slot_forever() {
 }
 
 #[tokio::test]
+async fn an_idle_http2_connection_does_not_hold_its_slot_forever() {
+    let config = ServerConfig::default()
+        .header_read_timeout(Duration::from_millis(300))
+        .max_connections(1);
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    // An HTTP/2 client takes the only slot, makes one request, then idles (its pings
+    // are answered, so only an idle limit can free the slot).
+    let tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    let h2 = tokio::spawn(conn);
+    let req = Request::get(format!("http://{}/healthz", s.addr))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    drop(resp);
+    // A second client is served once the idle one is let go.
+    let r = timeout(Duration::from_secs(5), get(&s.url("/healthz"))).await;
+    assert!(
+        r.is_ok_and(|r| r.status == StatusCode::OK),
+        "the idle HTTP/2 connection kept the only slot"
+    );
+    assert!(
+        timeout(Duration::from_secs(5), h2).await.is_ok(),
+        "the idle connection was closed"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_event_stream_is_not_idle() {
+    // Nothing is sent for longer than the idle limit, but a request is in flight.
+    let config = ServerConfig::default()
+        .header_read_timeout(Duration::from_millis(200))
+        .sse_keep_alive(Duration::from_secs(60));
+    let s = start_with(mock("800ms"), QueueConfig::default(), config).await;
+    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = get(&s.url(&format!("{PREDICT}/{id}/events"))).await;
+    let names: Vec<String> = events(&r.text()).into_iter().map(|(e, _)| e).collect();
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("succeeded"),
+        "{names:?}"
+    );
+    let polled = get(&s.url(&format!("{PREDICT}/{id}?wait=1"))).await;
+    assert_eq!(polled.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn binary_reads_env_flags_logs_json_and_exits_0_on_sigint() {
     let mut server = spawn_server(
         &[],
