@@ -74,8 +74,10 @@ pub(crate) enum CommandArgs {
         /// The prediction ID.
         id: PredictionId,
     },
-    /// Wait until a prediction finishes and print its result (long-polling the server;
-    /// on a terminal, following its event stream to show the live status).
+    /// Wait until a prediction finishes and print its result.
+    ///
+    /// Long-polls the server; on a terminal, follows the prediction's event stream to
+    /// show the live status.
     #[command(after_help = EXIT_CODES)]
     Wait {
         /// The prediction ID.
