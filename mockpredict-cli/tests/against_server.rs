@@ -377,10 +377,7 @@ fn final_lines(output: &std::process::Output) -> Vec<String> {
 fn on_a_terminal_wait_follows_the_event_stream() {
     let server = server::start("600ms", &[]);
     let id = submit(&server, "live");
-    let Some(output) = on_a_terminal(&["--server", &server.url, "wait", &id]) else {
-        eprintln!("skipped: util-linux `script` is not installed");
-        return;
-    };
+    let output = on_a_terminal(&["--server", &server.url, "wait", &id]);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let lines = final_lines(&output);
     assert!(
@@ -406,10 +403,7 @@ fn on_a_terminal_wait_follows_the_event_stream() {
 #[test]
 fn on_a_terminal_predict_follows_the_event_stream() {
     let server = server::start("300ms", &[]);
-    let Some(output) = on_a_terminal(&["--server", &server.url, "predict", "hello"]) else {
-        eprintln!("skipped: util-linux `script` is not installed");
-        return;
-    };
+    let output = on_a_terminal(&["--server", &server.url, "predict", "hello"]);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     assert!(
         final_lines(&output)
@@ -428,11 +422,7 @@ fn on_a_terminal_wait_keeps_its_timeout_and_exit_codes() {
     let server = slow();
     let id = submit(&server, "slow");
     let start = std::time::Instant::now();
-    let Some(output) = on_a_terminal(&["--server", &server.url, "wait", "--timeout", "500ms", &id])
-    else {
-        eprintln!("skipped: util-linux `script` is not installed");
-        return;
-    };
+    let output = on_a_terminal(&["--server", &server.url, "wait", "--timeout", "500ms", &id]);
     let took = start.elapsed();
     assert_eq!(output.status.code(), Some(4), "{output:?}");
     assert!(
@@ -444,6 +434,6 @@ fn on_a_terminal_wait_keeps_its_timeout_and_exit_codes() {
         "{took:?}"
     );
     at(&server).args(["cancel", &id]).assert().success();
-    let output = on_a_terminal(&["--server", &server.url, "wait", &id]).expect("ran before");
+    let output = on_a_terminal(&["--server", &server.url, "wait", &id]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
 }

@@ -41,9 +41,9 @@ pub fn closed_port_url() -> String {
 
 /// Runs `mockpredict ARGS...` with stdout and stderr on a pseudo-terminal (through
 /// util-linux `script`), as a person at a terminal would, so the spinner paths run.
-/// `None` when `script` is not installed. The output is everything the terminal
+/// Panics, naming the package, when `script` is missing. The output is everything the terminal
 /// showed, stdout and stderr together.
-pub fn on_a_terminal(args: &[&str]) -> Option<std::process::Output> {
+pub fn on_a_terminal(args: &[&str]) -> std::process::Output {
     let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_mockpredict"))
         .chain(args.iter().copied())
         .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
@@ -60,7 +60,10 @@ pub fn on_a_terminal(args: &[&str]) -> Option<std::process::Output> {
         .env_remove("MOCKPREDICT_API_TOKEN")
         .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    Some(output)
+        .output();
+    // Never skipped: a missing `script` fails the test with what to install.
+    output.expect(
+        "running the CLI on a pseudo-terminal needs `script` (util-linux; on Debian the \
+         essential package bsdutils: apt-get install bsdutils)",
+    )
 }
