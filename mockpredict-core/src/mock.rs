@@ -157,7 +157,10 @@ impl Model for MockModel {
 
     async fn predict(&self, input: &String) -> Result<MockOutput, ModelError> {
         let draw = self.draw(input);
-        tokio::time::sleep(draw.latency).await;
+        // A zero sleep would still wait for the timer wheel's next 1 ms tick.
+        if !draw.latency.is_zero() {
+            tokio::time::sleep(draw.latency).await;
+        }
         if draw.fails {
             return Err(ModelError::new(format!(
                 "mock model failure (injected, failure_rate={})",

@@ -120,3 +120,13 @@ fn the_model_reports_its_metadata() {
     assert_eq!(m.name(), "mock");
     assert!(!m.version().is_empty());
 }
+
+#[tokio::test]
+async fn a_zero_latency_answers_without_waiting_for_a_timer_tick() {
+    // On the real clock: a zero sleep would wait for the timer wheel's next 1 ms tick.
+    let m = MockModel::new().with_latency("0s".parse().expect("valid"));
+    let input = "now".to_owned();
+    let answer = std::pin::pin!(m.predict(&input));
+    let polled = futures_util::FutureExt::now_or_never(answer);
+    assert!(polled.is_some(), "ready on the first poll");
+}
