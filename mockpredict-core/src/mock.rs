@@ -130,11 +130,15 @@ impl MockModel {
             None => rand::random(),
         };
         let mut rng = SplitMix64::new(start);
-        // The order of draws is part of the seeded contract: changing it changes
-        // every seeded result.
-        let latency = self.latency.sample(&mut rng);
+        // The positions of these draws are part of the seeded contract: changing them
+        // changes every seeded result. The result and the failure draw come first, at
+        // fixed positions, and the latency from a stream of its own, so a seeded
+        // input keeps its result whatever latency distribution is configured (a fixed
+        // latency draws nothing, a log-normal draws two), and a prediction that fails
+        // at one failure rate also fails at every higher one.
         let result = 100 + rng.below_inclusive(9_900) as u32;
         let fails = rng.next_f64() < self.failure_rate;
+        let latency = self.latency.sample(&mut SplitMix64::new(rng.next_u64()));
         MockDraw {
             latency,
             result,

@@ -25,8 +25,8 @@ fn seeded_results_are_pinned_across_releases() {
     );
 }
 
-const PINNED_RESULT: u32 = 1956;
-const PINNED_LATENCY_MS: u128 = 13548;
+const PINNED_RESULT: u32 = 7948;
+const PINNED_LATENCY_MS: u128 = 9224;
 
 #[test]
 fn different_inputs_and_seeds_give_different_draws() {
@@ -129,4 +129,35 @@ async fn a_zero_latency_answers_without_waiting_for_a_timer_tick() {
     let answer = std::pin::pin!(m.predict(&input));
     let polled = futures_util::FutureExt::now_or_never(answer);
     assert!(polled.is_some(), "ready on the first poll");
+}
+
+#[test]
+fn a_seeded_result_does_not_depend_on_the_latency_distribution() {
+    let inputs = ["hello", "world", "42"];
+    let results = |latency: &str| -> Vec<u32> {
+        let m = MockModel::new()
+            .with_seed(42)
+            .with_latency(latency.parse().expect("valid"));
+        inputs.iter().map(|i| m.draw(i).result).collect()
+    };
+    let reference = results("8s..15s");
+    for latency in ["0s", "50ms", "lognormal(median=1s,sigma=1)"] {
+        assert_eq!(results(latency), reference, "{latency}");
+    }
+}
+
+#[test]
+fn failures_are_monotone_in_the_failure_rate() {
+    let at = |rate: f64| -> Vec<bool> {
+        let m = MockModel::new()
+            .with_seed(5)
+            .with_failure_rate(rate)
+            .expect("valid");
+        (0..1_000).map(|i| m.draw(&i.to_string()).fails).collect()
+    };
+    let (low, high) = (at(0.1), at(0.2));
+    assert!(
+        low.iter().zip(&high).all(|(l, h)| !l || *h),
+        "a failure at 0.1 also fails at 0.2"
+    );
 }
