@@ -13,7 +13,7 @@ use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
     ACCESS_CONTROL_REQUEST_METHOD, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH,
-    CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, ORIGIN, VARY,
+    CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, ORIGIN, VARY,
 };
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use crate::config::FOREVER;
 use crate::error::ApiError;
 use crate::routes::{self, Resolved, Route};
-use crate::wire::{self, Accepted, Health, ModelInfo, PredictRequest, PredictionBody, RootInfo};
+use crate::wire::{self, ModelInfo, PredictRequest, PredictionBody, RootInfo};
 use crate::{Cors, Metrics, Result, ServerConfig, openapi, sse};
 
 /// The response body type of every route: a full JSON body or an event stream.
@@ -180,101 +180,98 @@ where
     {
         let started = Instant::now();
         let method = req.method().clone();
-        let cors = CorsRequest {
-            origin: req.headers().get(ORIGIN).cloned(),
-            preflight: method == Method::OPTIONS
-                && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD),
-            request_headers: req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS).cloned(),
-        };
+        let cors = self.cors_request(&req);
         let (mut resp, route) = self.dispatch(req).await;
         if method == Method::HEAD {
             resp = without_body(resp);
         }
         self.apply_cors(resp.headers_mut(), &cors);
         let took = started.elapsed();
-        let status = resp.status().as_u16();
-        // Arbitrary methods would make unbounded label values.
-        let method_label = match method {
-            Method::GET
-            | Method::POST
-            | Method::OPTIONS
-            | Method::HEAD
-            | Method::PUT
-            | Method::DELETE
-            | Method::PATCH => method.as_str(),
-            _ => "OTHER",
-        };
+        let status = resp.status();
         self.inner
             .metrics
-            .record_request(method_label, route, status, took);
-        let prediction_id = resp
-            .extensions()
-            .get::<PredictionIdExt>()
-            .map(|p| tracing::field::display(p.0));
-        tracing::info!(
-            target: "mockpredict_server::access",
-            method = %method,
-            route,
-            status,
-            duration_ms = took.as_secs_f64() * 1e3,
-            prediction_id,
-            "request"
-        );
+            .record_request(&method, route, status, took);
+        if self.inner.config.access_log {
+            let prediction_id = resp
+                .extensions()
+                .get::<PredictionIdExt>()
+                .map(|p| tracing::field::display(p.0));
+            tracing::info!(
+                target: "mockpredict_server::access",
+                method = %method,
+                route = routes::label(route),
+                status = status.as_u16(),
+                duration_ms = took.as_secs_f64() * 1e3,
+                prediction_id,
+                "request"
+            );
+        }
         resp
     }
 
-    async fn dispatch<Bd>(&self, req: Request<Bd>) -> (Response<Body>, &'static str)
+    /// Keeps what CORS needs of the request: only what the configured policy reads.
+    fn cors_request<Bd>(&self, req: &Request<Bd>) -> CorsRequest {
+        let preflight = req.method() == Method::OPTIONS
+            && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
+        CorsRequest {
+            origin: match self.inner.config.cors {
+                Cors::Origins(_) => req.headers().get(ORIGIN).cloned(),
+                Cors::Any | Cors::Off => None,
+            },
+            preflight,
+            request_headers: if preflight {
+                req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS).cloned()
+            } else {
+                None
+            },
+        }
+    }
+
+    /// The answer and the route that gave it (`None`: no route matched).
+    async fn dispatch<Bd>(&self, req: Request<Bd>) -> (Response<Body>, Option<Route>)
     where
         Bd: hyper::body::Body<Data = Bytes> + Send,
         Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        const UNMATCHED: &str = "unmatched";
-        let path = req.uri().path().to_owned();
+        let path = req.uri().path();
         if req.method() == Method::OPTIONS {
-            return match routes::allowed_methods(&path) {
-                Some((template, allow)) => (options_response(&allow), template),
-                None => (ApiError::RouteNotFound.into_response(), UNMATCHED),
+            return match routes::allowed_methods(path) {
+                Some((route, allow)) => (options_response(allow), Some(route)),
+                None => (ApiError::RouteNotFound.into_response(), None),
             };
         }
-        let (route, id) = match routes::resolve(req.method(), &path) {
-            Resolved::Found(route, id) => (route, id.map(str::to_owned)),
-            Resolved::WrongMethod(template, allow) => {
+        let (route, id) = match routes::resolve(req.method(), path) {
+            Resolved::Found(route, id) => (route, id),
+            Resolved::WrongMethod(route, allow) => {
                 return (
                     ApiError::MethodNotAllowed { allow }.into_response(),
-                    template,
+                    Some(route),
                 );
             }
             Resolved::NotFound => {
-                return match slash_redirect(&path, req.uri().query()) {
-                    Some((template, location)) => (redirect(location), template),
-                    None => (ApiError::RouteNotFound.into_response(), UNMATCHED),
+                return match slash_redirect(path, req.uri().query()) {
+                    Some((route, location)) => (redirect(location), Some(route)),
+                    None => (ApiError::RouteNotFound.into_response(), None),
                 };
             }
         };
-        let label = route.template();
         if route.requires_auth() && !self.authorized(req.headers()) {
-            return (ApiError::Unauthorized.into_response(), label);
+            return (ApiError::Unauthorized.into_response(), Some(route));
         }
-        let id = id.as_deref().unwrap_or_default();
-        let query = req.uri().query().map(str::to_owned);
-        let query = query.as_deref();
+        let id = id.unwrap_or_default();
         let result = match route {
             Route::Root => self.root(),
-            Route::Healthz => json(
-                StatusCode::OK,
-                &Health {
-                    status: "ok".into(),
-                },
-            ),
+            Route::Healthz => Ok(static_json(StatusCode::OK, wire_static::HEALTH_OK)),
             Route::Readyz => self.readyz().await,
             Route::Metrics => Ok(self.metrics_response()),
             Route::OpenApi => Ok(openapi_response()),
+            // The only arm that consumes the request; the path borrows end before it.
             Route::Predict => self.predict(req).await,
-            Route::Prediction => self.poll(id, query).await,
+            Route::Prediction => self.poll(id, req.uri().query()).await,
             Route::Cancel => self.cancel(id).await,
             Route::Events => self.events(id).await,
         };
-        (result.unwrap_or_else(ApiError::into_response), label)
+        (result.unwrap_or_else(ApiError::into_response), Some(route))
     }
 
     /// Checks `Authorization: Bearer <token>` in constant time (per byte; the length
@@ -347,12 +344,7 @@ where
 
     async fn readyz(&self) -> Result<Response<Body>, ApiError> {
         if !self.is_draining() && self.inner.queue.is_ready().await {
-            json(
-                StatusCode::OK,
-                &Health {
-                    status: "ready".into(),
-                },
-            )
+            Ok(static_json(StatusCode::OK, wire_static::HEALTH_READY))
         } else {
             Err(ApiError::NotReady)
         }
@@ -391,7 +383,7 @@ where
             ApiError::from(e)
         })?;
         let mut resp = match mode {
-            Mode::Async => accepted(id, Status::Queued, wire::ASYNC_MESSAGE.to_owned())?,
+            Mode::Async => accepted(id, Status::Queued, wire::ASYNC_MESSAGE)?,
             Mode::Sync(wait) => {
                 // If the client hangs up, this future is dropped and the prediction
                 // runs on: it is admitted work, retrievable by ID like any other.
@@ -405,12 +397,13 @@ where
                         p.status,
                         humantime::format_duration(wait)
                     );
-                    accepted(id, p.status, message)?
+                    accepted(id, p.status, &message)?
                 }
             }
         };
         if let Some(applied) = applied.and_then(|a| HeaderValue::from_str(&a).ok()) {
-            resp.headers_mut().insert("preference-applied", applied);
+            resp.headers_mut()
+                .insert(HeaderName::from_static("preference-applied"), applied);
         }
         resp.extensions_mut().insert(PredictionIdExt(id));
         Ok(resp)
@@ -618,19 +611,27 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(ct) = headers.get(CONTENT_TYPE) else {
         return Ok(());
     };
-    let text = String::from_utf8_lossy(ct.as_bytes()).into_owned();
-    let essence = text
-        .split(';')
+    let bytes = ct.as_bytes();
+    let essence = bytes
+        .split(|&b| b == b';')
         .next()
         .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let is_json = essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
+        .trim_ascii();
+    let has_prefix = |prefix: &[u8]| {
+        essence.len() >= prefix.len() && essence[..prefix.len()].eq_ignore_ascii_case(prefix)
+    };
+    let has_suffix = |suffix: &[u8]| {
+        essence.len() >= suffix.len()
+            && essence[essence.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    };
+    let is_json = essence.eq_ignore_ascii_case(b"application/json")
+        || (has_prefix(b"application/") && has_suffix(b"+json"));
     if is_json {
         Ok(())
     } else {
-        Err(ApiError::UnsupportedMediaType(text))
+        Err(ApiError::UnsupportedMediaType(
+            String::from_utf8_lossy(bytes).into_owned(),
+        ))
     }
 }
 
@@ -681,6 +682,23 @@ fn parse_input<I: DeserializeOwned>(bytes: &[u8]) -> Result<I, ApiError> {
     Ok(request.input)
 }
 
+/// Bodies that never change, written once.
+mod wire_static {
+    /// `GET /healthz`: what `wire::Health { status: "ok" }` serializes to.
+    pub(super) const HEALTH_OK: &[u8] = br#"{"status":"ok"}"#;
+    /// A ready `GET /readyz`: `wire::Health { status: "ready" }`.
+    pub(super) const HEALTH_READY: &[u8] = br#"{"status":"ready"}"#;
+}
+
+/// A JSON answer whose body is a constant: no serializing, no allocation.
+fn static_json(status: StatusCode, body: &'static [u8]) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from_static(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
 fn bytes_response(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
     let mut resp = Response::new(full(bytes));
     *resp.status_mut() = status;
@@ -695,19 +713,37 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Result<Response<Body>, Ap
     Ok(bytes_response(status, bytes))
 }
 
-fn accepted(id: PredictionId, status: Status, message: String) -> Result<Response<Body>, ApiError> {
+/// The 202 body, borrowing its message (the async one is a constant); serializes
+/// exactly as [`Accepted`] does (a test checks).
+#[derive(Serialize)]
+struct AcceptedRef<'a> {
+    message: &'a str,
+    prediction_id: PredictionId,
+    status: Status,
+}
+
+fn accepted(id: PredictionId, status: Status, message: &str) -> Result<Response<Body>, ApiError> {
     let mut resp = json(
         StatusCode::ACCEPTED,
-        &Accepted {
+        &AcceptedRef {
             message,
             prediction_id: id,
             status,
         },
     )?;
-    let location = HeaderValue::from_str(&wire::prediction_path(id))
-        .map_err(|e| ApiError::Internal(format!("building Location: {e}")))?;
-    resp.headers_mut().insert(LOCATION, location);
+    resp.headers_mut().insert(LOCATION, location(id));
     Ok(resp)
+}
+
+/// `Location: /predictions/predict/{id}`, written without formatting machinery.
+fn location(id: PredictionId) -> HeaderValue {
+    const PREFIX: &[u8] = b"/predictions/predict/";
+    let mut buf = [0u8; PREFIX.len() + uuid::fmt::Hyphenated::LENGTH];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    id.as_uuid()
+        .hyphenated()
+        .encode_lower(&mut buf[PREFIX.len()..]);
+    HeaderValue::from_bytes(&buf).expect("a path and a hyphenated UUID are visible ASCII")
 }
 
 fn prediction_response<I: Serialize, O: Serialize>(
@@ -722,19 +758,16 @@ fn prediction_response<I: Serialize, O: Serialize>(
 /// The sync 200 body: the prediction, with the output's fields also spread at the top
 /// level (a non-object output appears as `result`), so the mock's answer starts with
 /// the original `{"input", "result"}` keys. Prediction fields win a name clash.
+///
+/// Written in one pass from the borrowed prediction; only the output goes through a
+/// `serde_json::Value`, to learn its field names.
 fn sync_body<I: Serialize, O: Serialize>(p: &Prediction<I, O>) -> Result<Vec<u8>, ApiError> {
     use serde::ser::{SerializeMap, Serializer};
     use serde_json::Value;
 
     let internal =
         |e: serde_json::Error| ApiError::Internal(format!("serializing a response: {e}"));
-    let Value::Object(mut fields) =
-        serde_json::to_value(PredictionBody::from(p)).map_err(internal)?
-    else {
-        return Err(ApiError::Internal(
-            "a prediction did not serialize to an object".into(),
-        ));
-    };
+    let body = PredictionBody::from(p);
     let spread = match &p.output {
         Some(output) => match serde_json::to_value(&**output).map_err(internal)? {
             Value::Object(map) => map.into_iter().collect(),
@@ -742,38 +775,45 @@ fn sync_body<I: Serialize, O: Serialize>(p: &Prediction<I, O>) -> Result<Vec<u8>
         },
         None => Vec::new(),
     };
-    // serde_json's Map is sorted; write keys in a deliberate order instead.
-    const ORDER: [&str; 10] = [
-        "prediction_id",
-        "status",
-        "message",
-        "output",
-        "error",
-        "created_at",
-        "started_at",
-        "completed_at",
-        "metrics",
-        "input",
-    ];
+    // The keys the prediction itself writes below (`message` only while pending).
+    let taken = |k: &str| match k {
+        "prediction_id" | "status" | "input" | "output" | "error" | "created_at" | "started_at"
+        | "completed_at" | "metrics" => true,
+        "message" => body.message.is_some(),
+        _ => false,
+    };
     let mut out = Vec::with_capacity(512);
     let mut ser = serde_json::Serializer::new(&mut out);
     let mut map = ser.serialize_map(None).map_err(internal)?;
-    if let Some(input) = fields.remove("input") {
-        map.serialize_entry("input", &input).map_err(internal)?;
-    }
+    map.serialize_entry("input", &body.input)
+        .map_err(internal)?;
     for (k, v) in &spread {
-        if k != "input" && !fields.contains_key(k) {
+        if !taken(k) {
             map.serialize_entry(k, v).map_err(internal)?;
         }
     }
-    for key in ORDER {
-        if let Some(v) = fields.remove(key) {
-            map.serialize_entry(key, &v).map_err(internal)?;
-        }
+    map.serialize_entry("prediction_id", &body.prediction_id)
+        .map_err(internal)?;
+    map.serialize_entry("status", &body.status)
+        .map_err(internal)?;
+    if let Some(message) = &body.message {
+        map.serialize_entry("message", message).map_err(internal)?;
     }
-    for (k, v) in &fields {
-        map.serialize_entry(k, v).map_err(internal)?;
+    map.serialize_entry("output", &body.output)
+        .map_err(internal)?;
+    map.serialize_entry("error", &body.error)
+        .map_err(internal)?;
+    let times = [
+        ("created_at", Some(body.created_at)),
+        ("started_at", body.started_at),
+        ("completed_at", body.completed_at),
+    ];
+    for (k, t) in times {
+        map.serialize_entry(k, &wire::Timestamp(t))
+            .map_err(internal)?;
     }
+    map.serialize_entry("metrics", &body.metrics)
+        .map_err(internal)?;
     map.end().map_err(internal)?;
     Ok(out)
 }
@@ -782,17 +822,17 @@ fn sync_body<I: Serialize, O: Serialize>(p: &Prediction<I, O>) -> Result<Vec<u8>
 /// query kept), as the original did (Starlette's `redirect_slashes`): an old client
 /// posting to `/predictions/predict/` got a 307 to `/predictions/predict`. Only known
 /// routes redirect, so this never points anywhere else.
-fn slash_redirect(path: &str, query: Option<&str>) -> Option<(&'static str, HeaderValue)> {
+fn slash_redirect(path: &str, query: Option<&str>) -> Option<(Route, HeaderValue)> {
     let trimmed = path.trim_end_matches('/');
     if trimmed.is_empty() || trimmed.len() == path.len() {
         return None;
     }
-    let (template, _) = routes::allowed_methods(trimmed)?;
+    let (route, _) = routes::allowed_methods(trimmed)?;
     let location = match query {
         Some(q) => format!("{trimmed}?{q}"),
         None => trimmed.to_owned(),
     };
-    Some((template, HeaderValue::from_str(&location).ok()?))
+    Some((route, HeaderValue::from_str(&location).ok()?))
 }
 
 /// 307 (not 301/308 and not 302/303): the client repeats the same method and body.
@@ -818,12 +858,11 @@ fn without_body(resp: Response<Body>) -> Response<Body> {
     Response::from_parts(parts, full(Bytes::new()))
 }
 
-fn options_response(allow: &str) -> Response<Body> {
+fn options_response(allow: &'static str) -> Response<Body> {
     let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = StatusCode::NO_CONTENT;
-    if let Ok(v) = HeaderValue::from_str(allow) {
-        resp.headers_mut().insert(ALLOW, v);
-    }
+    resp.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
     resp
 }
 
@@ -937,6 +976,183 @@ mod tests {
         }
     }
 
+    /// The former `sync_body`, through `serde_json::Value`: the oracle for the new one.
+    /// The sync 200 body: the prediction, with the output's fields also spread at the top
+    /// level (a non-object output appears as `result`), so the mock's answer starts with
+    /// the original `{"input", "result"}` keys. Prediction fields win a name clash.
+    fn sync_body_via_value<I: Serialize, O: Serialize>(
+        p: &Prediction<I, O>,
+    ) -> Result<Vec<u8>, ApiError> {
+        use serde::ser::{SerializeMap, Serializer};
+        use serde_json::Value;
+
+        let internal =
+            |e: serde_json::Error| ApiError::Internal(format!("serializing a response: {e}"));
+        let Value::Object(mut fields) =
+            serde_json::to_value(PredictionBody::from(p)).map_err(internal)?
+        else {
+            return Err(ApiError::Internal(
+                "a prediction did not serialize to an object".into(),
+            ));
+        };
+        let spread = match &p.output {
+            Some(output) => match serde_json::to_value(&**output).map_err(internal)? {
+                Value::Object(map) => map.into_iter().collect(),
+                other => vec![("result".to_owned(), other)],
+            },
+            None => Vec::new(),
+        };
+        // serde_json's Map is sorted; write keys in a deliberate order instead.
+        const ORDER: [&str; 10] = [
+            "prediction_id",
+            "status",
+            "message",
+            "output",
+            "error",
+            "created_at",
+            "started_at",
+            "completed_at",
+            "metrics",
+            "input",
+        ];
+        let mut out = Vec::with_capacity(512);
+        let mut ser = serde_json::Serializer::new(&mut out);
+        let mut map = ser.serialize_map(None).map_err(internal)?;
+        if let Some(input) = fields.remove("input") {
+            map.serialize_entry("input", &input).map_err(internal)?;
+        }
+        for (k, v) in &spread {
+            if k != "input" && !fields.contains_key(k) {
+                map.serialize_entry(k, v).map_err(internal)?;
+            }
+        }
+        for key in ORDER {
+            if let Some(v) = fields.remove(key) {
+                map.serialize_entry(key, &v).map_err(internal)?;
+            }
+        }
+        for (k, v) in &fields {
+            map.serialize_entry(k, v).map_err(internal)?;
+        }
+        map.end().map_err(internal)?;
+        Ok(out)
+    }
+
+    #[derive(Serialize)]
+    struct Out {
+        input: String,
+        result: String,
+        status: String,
+        zeta: u32,
+        alpha: bool,
+    }
+
+    fn finished<O>(
+        output: Option<O>,
+        error: Option<mockpredict_core::PredictionError>,
+    ) -> Prediction<String, O> {
+        let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        Prediction {
+            id: PredictionId::new_v4(),
+            status: if error.is_some() {
+                Status::Failed
+            } else {
+                Status::Succeeded
+            },
+            input: mockpredict_core::InputRef::new("in".to_owned()),
+            output: output.map(Arc::new),
+            error,
+            created_at: t,
+            started_at: Some(t),
+            completed_at: Some(t + Duration::from_millis(1500)),
+            queue_time: Some(Duration::from_micros(250)),
+            predict_time: Some(Duration::from_millis(1500)),
+        }
+    }
+
+    #[test]
+    fn the_sync_body_is_written_as_it_was_through_json_values() {
+        let mock = finished(
+            Some(mockpredict_core::MockOutput {
+                input: "in".into(),
+                result: "42".into(),
+            }),
+            None,
+        );
+        // The mock's fields are in alphabetical order, so even the bytes agree.
+        assert_eq!(
+            sync_body(&mock).expect("serializes"),
+            sync_body_via_value(&mock).expect("serializes")
+        );
+        let same = |a: Vec<u8>, b: Vec<u8>| {
+            let a: serde_json::Value = serde_json::from_slice(&a).expect("json");
+            let b: serde_json::Value = serde_json::from_slice(&b).expect("json");
+            assert_eq!(a, b);
+            a
+        };
+        let clash = finished(
+            Some(Out {
+                input: "other".into(),
+                result: "r".into(),
+                status: "mine".into(),
+                zeta: 1,
+                alpha: true,
+            }),
+            None,
+        );
+        let v = same(
+            sync_body(&clash).expect("serializes"),
+            sync_body_via_value(&clash).expect("serializes"),
+        );
+        assert_eq!(v["input"], "in", "the prediction's input wins");
+        assert_eq!(v["status"], "succeeded", "prediction fields win a clash");
+        assert_eq!(v["zeta"], 1);
+        let scalar = finished(Some(3u32), None);
+        let v = same(
+            sync_body(&scalar).expect("serializes"),
+            sync_body_via_value(&scalar).expect("serializes"),
+        );
+        assert_eq!(v["result"], 3);
+        let failed = finished::<u32>(
+            None,
+            Some(mockpredict_core::PredictionError {
+                kind: mockpredict_core::FailureKind::Model,
+                message: "boom".into(),
+            }),
+        );
+        same(
+            sync_body(&failed).expect("serializes"),
+            sync_body_via_value(&failed).expect("serializes"),
+        );
+    }
+
+    #[test]
+    fn constant_bodies_are_what_the_wire_types_serialize_to() {
+        let health = |status: &str| {
+            serde_json::to_vec(&wire::Health {
+                status: status.into(),
+            })
+            .expect("serializes")
+        };
+        assert_eq!(wire_static::HEALTH_OK, health("ok"));
+        assert_eq!(wire_static::HEALTH_READY, health("ready"));
+        let id = PredictionId::new_v4();
+        let borrowed = serde_json::to_vec(&AcceptedRef {
+            message: wire::ASYNC_MESSAGE,
+            prediction_id: id,
+            status: Status::Queued,
+        })
+        .expect("serializes");
+        let owned = serde_json::to_vec(&wire::Accepted {
+            message: wire::ASYNC_MESSAGE.into(),
+            prediction_id: id,
+            status: Status::Queued,
+        })
+        .expect("serializes");
+        assert_eq!(borrowed, owned);
+        assert_eq!(location(id), wire::prediction_path(id).as_str());
+    }
+
     #[test]
     fn content_types_other_than_json_are_refused() {
         let mut h = HeaderMap::new();
@@ -951,8 +1167,25 @@ mod tests {
             HeaderValue::from_static("application/merge-patch+json"),
         );
         assert!(check_content_type(&h).is_ok());
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        assert!(check_content_type(&h).is_err());
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(" Application/JSON ;charset=utf-8"),
+        );
+        assert!(check_content_type(&h).is_ok());
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("APPLICATION/LD+JSON"),
+        );
+        assert!(check_content_type(&h).is_ok());
+        for refused in ["text/plain", "application/jsonx", "text/json", "+json", ""] {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(refused));
+            assert!(check_content_type(&h).is_err(), "{refused:?}");
+        }
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("Text/Plain; x=1"));
+        assert_eq!(
+            check_content_type(&h),
+            Err(ApiError::UnsupportedMediaType("Text/Plain; x=1".into()))
+        );
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// How often an idle event stream sends a keep-alive comment. Default 15 s.
     pub sse_keep_alive: Duration,
+    /// Whether each request is logged (`info`, target `mockpredict_server::access`:
+    /// method, route, status, duration, prediction ID). Default on; off skips the
+    /// event entirely, for load tests (`/metrics` still counts every request).
+    pub access_log: bool,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +66,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             shutdown_timeout: Duration::from_secs(30),
             sse_keep_alive: Duration::from_secs(15),
+            access_log: true,
         }
     }
 }
@@ -120,6 +125,13 @@ impl ServerConfig {
     #[must_use]
     pub fn shutdown_timeout(mut self, d: Duration) -> Self {
         self.shutdown_timeout = d;
+        self
+    }
+
+    /// Sets [`access_log`](Self::access_log).
+    #[must_use]
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
         self
     }
 

@@ -43,7 +43,7 @@ pub(crate) enum ApiError {
     /// 404: unknown, expired or malformed prediction ID.
     PredictionNotFound,
     /// 405: the route exists with other methods.
-    MethodNotAllowed { allow: String },
+    MethodNotAllowed { allow: &'static str },
     /// 401: missing or wrong bearer token.
     Unauthorized,
     /// 429: the queue is full.
@@ -188,9 +188,7 @@ impl ApiError {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         match &self {
             ApiError::MethodNotAllowed { allow } => {
-                if let Ok(v) = HeaderValue::from_str(allow) {
-                    headers.insert(ALLOW, v);
-                }
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
             }
             ApiError::QueueFull { retry_after, .. } => {
                 headers.insert(

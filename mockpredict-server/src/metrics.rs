@@ -1,8 +1,10 @@
 //! [`Metrics`]: the Prometheus registry behind `GET /metrics` (prediction outcomes,
 //! queue gauges, queue-wait and model-time histograms, HTTP requests and durations).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use http::{Method, StatusCode};
 
 use mockpredict_core::backend::Finished;
 use mockpredict_core::{Observer, Stats};
@@ -13,6 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::routes::{Route, label as route_label};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
     status: &'static str,
@@ -20,9 +24,42 @@ struct StatusLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: &'static str,
     code: u16,
+}
+
+/// Routes, plus one slot for "unmatched".
+const ROUTE_SLOTS: usize = Route::ALL.len() + 1;
+
+/// `method` label values; arbitrary methods would make unbounded label values.
+const METHODS: [&str; 8] = [
+    "GET", "POST", "OPTIONS", "HEAD", "PUT", "DELETE", "PATCH", "OTHER",
+];
+
+/// The status codes the server answers with; any other is counted through the
+/// family's (slower) hash lookup.
+const CODES: [u16; 14] = [
+    200, 202, 204, 307, 400, 401, 404, 405, 413, 415, 422, 429, 500, 503,
+];
+
+const REQUEST_SLOTS: usize = ROUTE_SLOTS * METHODS.len() * CODES.len();
+
+fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::OPTIONS => 2,
+        Method::HEAD => 3,
+        Method::PUT => 4,
+        Method::DELETE => 5,
+        Method::PATCH => 6,
+        _ => 7,
+    }
+}
+
+fn route_index(route: Option<Route>) -> usize {
+    route.map_or(Route::ALL.len(), |r| r as usize)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +81,13 @@ struct Inner {
     predict_time: Histogram,
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<RouteLabel, Histogram>,
+    /// Handles into `requests`, one per (route, method, code), made on first use:
+    /// counting a request is then an index and an atomic add, not a label hash and a
+    /// lookup under the family's lock. A counter clone shares its value, and a slot
+    /// only exists in the family (and `/metrics`) once a request used it.
+    request_slots: Box<[OnceLock<Counter>]>,
+    /// The same for `request_duration`, one per route.
+    duration_slots: [OnceLock<Histogram>; ROUTE_SLOTS],
 }
 
 /// The server's Prometheus metrics: a cheap, cloneable handle.
@@ -163,6 +207,8 @@ impl Metrics {
                 predict_time,
                 requests,
                 request_duration,
+                request_slots: (0..REQUEST_SLOTS).map(|_| OnceLock::new()).collect(),
+                duration_slots: std::array::from_fn(|_| OnceLock::new()),
             }),
         }
     }
@@ -173,24 +219,42 @@ impl Metrics {
         MetricsObserver(self.clone())
     }
 
+    /// Counts one answered request and its duration. `route` is `None` when no route
+    /// matched.
     pub(crate) fn record_request(
         &self,
-        method: &str,
-        route: &'static str,
-        code: u16,
+        method: &Method,
+        route: Option<Route>,
+        code: StatusCode,
         took: Duration,
     ) {
-        self.inner
-            .requests
-            .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route,
-                code,
+        let i = &self.inner;
+        let method = method_index(method);
+        let route_slot = route_index(route);
+        let labels = || RequestLabels {
+            method: METHODS[method],
+            route: route_label(route),
+            code: code.as_u16(),
+        };
+        match CODES.iter().position(|&c| c == code.as_u16()) {
+            Some(code_slot) => {
+                let slot = (route_slot * METHODS.len() + method) * CODES.len() + code_slot;
+                i.request_slots[slot]
+                    .get_or_init(|| i.requests.get_or_create(&labels()).clone())
+                    .inc();
+            }
+            None => {
+                i.requests.get_or_create(&labels()).inc();
+            }
+        }
+        i.duration_slots[route_slot]
+            .get_or_init(|| {
+                i.request_duration
+                    .get_or_create(&RouteLabel {
+                        route: route_label(route),
+                    })
+                    .clone()
             })
-            .inc();
-        self.inner
-            .request_duration
-            .get_or_create(&RouteLabel { route })
             .observe(took.as_secs_f64());
     }
 
@@ -213,6 +277,12 @@ impl Metrics {
         set(&i.capacity, stats.capacity);
         set(&i.concurrency, stats.concurrency);
         set(&i.retained, stats.retained);
+        self.encode()
+    }
+
+    /// The registry in the text exposition format, gauges as they were last set.
+    fn encode(&self) -> String {
+        let i = &self.inner;
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &i.registry) {
             // Writing to a String cannot fail; keep whatever was written.
@@ -245,5 +315,36 @@ pub(crate) struct StreamGuard(Gauge);
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_method_route_and_code_including_unlisted_codes() {
+        let m = Metrics::new();
+        let ms = Duration::from_millis(1);
+        for _ in 0..3 {
+            m.record_request(&Method::GET, Some(Route::Healthz), StatusCode::OK, ms);
+        }
+        m.record_request(&Method::HEAD, Some(Route::Healthz), StatusCode::OK, ms);
+        let other = Method::from_bytes(b"PROPFIND").expect("a method");
+        m.record_request(&other, None, StatusCode::NOT_FOUND, ms);
+        m.record_request(&Method::GET, Some(Route::Root), StatusCode::IM_A_TEAPOT, ms);
+        let text = m.encode();
+        for needle in [
+            r#"mockpredict_http_requests_total{method="GET",route="/healthz",code="200"} 3"#,
+            r#"mockpredict_http_requests_total{method="HEAD",route="/healthz",code="200"} 1"#,
+            r#"mockpredict_http_requests_total{method="OTHER",route="unmatched",code="404"} 1"#,
+            r#"mockpredict_http_requests_total{method="GET",route="/",code="418"} 1"#,
+            r#"mockpredict_http_request_duration_seconds_count{route="/healthz"} 4"#,
+            r#"mockpredict_http_request_duration_seconds_count{route="unmatched"} 1"#,
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        // Only label sets that were used appear.
+        assert!(!text.contains(r#"route="/metrics""#), "{text}");
     }
 }

@@ -163,6 +163,16 @@ pub fn retry_after_secs(d: Duration) -> u64 {
     secs.max(1)
 }
 
+/// A timestamp as the bodies write it ([`PredictionBody::created_at`] and the
+/// others): RFC 3339, `null` when absent. For bodies written field by field.
+pub(crate) struct Timestamp(pub(crate) Option<SystemTime>);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        opt_rfc3339::serialize(&self.0, s)
+    }
+}
+
 /// RFC 3339 timestamps (UTC, milliseconds), as `2026-01-02T03:04:05.678Z`.
 mod rfc3339 {
     use std::time::SystemTime;
