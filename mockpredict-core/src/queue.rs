@@ -210,7 +210,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> std::fmt::Debug
 }
 
 struct Shared<M: Model, B: Backend> {
-    model: Arc<M>,
+    model: M,
     backend: B,
     config: QueueConfig,
     observer: Option<Arc<dyn Observer>>,
@@ -282,7 +282,9 @@ impl<M: Model> JobQueueBuilder<M, MemoryBackend<M::Input, M::Output>> {
 }
 
 impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder<M, B> {
-    /// Uses another backend; its own settings govern retention.
+    /// Uses another backend; its own settings govern retention. Call
+    /// [`config`](JobQueueBuilder::config) before this: it belongs to the in-memory
+    /// builder.
     pub fn backend<B2: Backend<Input = M::Input, Output = M::Output>>(
         self,
         backend: B2,
@@ -316,7 +318,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder
         self.config.validate()?;
         let stop = CancellationToken::new();
         let shared = Arc::new(Shared {
-            model: Arc::new(self.model),
+            model: self.model,
             backend: self.backend,
             config: self.config,
             pending: Mutex::new(VecDeque::new()),
@@ -718,6 +720,11 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
     /// Runs one prediction to its terminal status (unless it already has one).
     async fn run_job(&self, item: Pending<B::Job>) {
         let job = &item.job;
+        if self.cancel_all.is_cancelled() {
+            // Shutdown's grace period is over: nothing new starts.
+            self.finish_logged(job, Outcome::Canceled).await;
+            return;
+        }
         match self.backend.start(job).await {
             Ok(true) => {
                 self.processing.fetch_add(1, Ordering::AcqRel);
