@@ -9,28 +9,12 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mockpredict_core::{JobQueue, Model, ModelError, QueueConfig};
-use tokio::sync::{mpsc, oneshot};
+use mockpredict_core::{JobQueue, QueueConfig};
 
-/// Answers at once: what is left to measure is the queue itself.
-struct Instant;
+#[path = "instant_model.rs"]
+mod instant_model;
 
-impl Model for Instant {
-    type Input = u64;
-    type Output = u64;
-
-    fn name(&self) -> &str {
-        "instant"
-    }
-
-    fn version(&self) -> &str {
-        "0"
-    }
-
-    async fn predict(&self, input: &u64) -> Result<u64, ModelError> {
-        Ok(input.wrapping_mul(3))
-    }
-}
+use instant_model::{Instant, baseline, baseline_batch, queue_batch};
 
 const BATCH: u64 = 10_000;
 
@@ -49,28 +33,10 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
 
     group.bench_function(BenchmarkId::new("baseline_mpsc_oneshot", BATCH), |b| {
-        let tx = rt.block_on(async {
-            let (tx, mut rx) = mpsc::unbounded_channel::<(u64, oneshot::Sender<u64>)>();
-            tokio::spawn(async move {
-                while let Some((input, reply)) = rx.recv().await {
-                    let _ = reply.send(input.wrapping_mul(3));
-                }
-            });
-            tx
-        });
+        let tx = rt.block_on(async { baseline() });
         b.to_async(&rt).iter(|| {
             let tx = tx.clone();
-            async move {
-                let mut replies = Vec::with_capacity(BATCH as usize);
-                for i in 0..BATCH {
-                    let (reply, rx) = oneshot::channel();
-                    tx.send((i, reply)).expect("worker alive");
-                    replies.push(rx);
-                }
-                for rx in replies {
-                    std::hint::black_box(rx.await.expect("answered"));
-                }
-            }
+            async move { baseline_batch(&tx, BATCH).await }
         });
     });
 
@@ -78,27 +44,13 @@ fn bench(c: &mut Criterion) {
         group.bench_function(
             BenchmarkId::new(format!("job_queue_c{concurrency}"), BATCH),
             |b| {
-                let queue = rt.block_on(async {
-                    JobQueue::new(
-                        Instant,
-                        QueueConfig::default()
-                            .capacity(BATCH as usize)
-                            .concurrency(concurrency),
-                    )
-                    .expect("valid")
-                });
+                let config = QueueConfig::default()
+                    .capacity(BATCH as usize)
+                    .concurrency(concurrency);
+                let queue = rt.block_on(async { JobQueue::new(Instant, config).expect("valid") });
                 b.to_async(&rt).iter(|| {
                     let queue = queue.clone();
-                    async move {
-                        let mut ids = Vec::with_capacity(BATCH as usize);
-                        for i in 0..BATCH {
-                            ids.push(queue.submit(i).await.expect("capacity"));
-                        }
-                        for id in ids {
-                            let p = queue.wait(id, None).await.expect("retained");
-                            std::hint::black_box(p.output);
-                        }
-                    }
+                    async move { queue_batch(&queue, BATCH).await }
                 });
             },
         );

@@ -16,27 +16,12 @@
 //! retained, so evictions are part of the steady state.
 #![allow(missing_docs)]
 
-use mockpredict_core::{JobQueue, Model, ModelError, QueueConfig};
-use tokio::sync::{mpsc, oneshot};
+use mockpredict_core::{JobQueue, QueueConfig};
 
-struct Instant;
+#[path = "instant_model.rs"]
+mod instant_model;
 
-impl Model for Instant {
-    type Input = u64;
-    type Output = u64;
-
-    fn name(&self) -> &str {
-        "instant"
-    }
-
-    fn version(&self) -> &str {
-        "0"
-    }
-
-    async fn predict(&self, input: &u64) -> Result<u64, ModelError> {
-        Ok(input.wrapping_mul(3))
-    }
-}
+use instant_model::{Instant, baseline, baseline_batch, queue_batch};
 
 const BATCH: u64 = 10_000;
 const ROUNDS: u64 = 3;
@@ -50,22 +35,9 @@ fn main() {
     rt.block_on(async {
         match side.as_str() {
             "baseline" => {
-                let (tx, mut rx) = mpsc::unbounded_channel::<(u64, oneshot::Sender<u64>)>();
-                tokio::spawn(async move {
-                    while let Some((input, reply)) = rx.recv().await {
-                        let _ = reply.send(input.wrapping_mul(3));
-                    }
-                });
+                let tx = baseline();
                 for _ in 0..ROUNDS {
-                    let mut replies = Vec::with_capacity(BATCH as usize);
-                    for i in 0..BATCH {
-                        let (reply, rx) = oneshot::channel();
-                        tx.send((i, reply)).expect("worker alive");
-                        replies.push(rx);
-                    }
-                    for rx in replies {
-                        std::hint::black_box(rx.await.expect("answered"));
-                    }
+                    baseline_batch(&tx, BATCH).await;
                 }
             }
             "queue" => {
@@ -75,14 +47,7 @@ fn main() {
                     .max_retained(BATCH as usize);
                 let queue = JobQueue::new(Instant, config).expect("valid");
                 for _ in 0..ROUNDS {
-                    let mut ids = Vec::with_capacity(BATCH as usize);
-                    for i in 0..BATCH {
-                        ids.push(queue.submit(i).await.expect("capacity"));
-                    }
-                    for id in ids {
-                        let p = queue.wait(id, None).await.expect("retained");
-                        std::hint::black_box(p.output);
-                    }
+                    queue_batch(&queue, BATCH).await;
                 }
             }
             _ => eprintln!("usage: queue_instr baseline|queue"),
