@@ -201,7 +201,9 @@ where
                 method = %method,
                 route = routes::label(route),
                 status = status.as_u16(),
-                duration_ms = took.as_secs_f64() * 1e3,
+                // From nanoseconds, so a value prints as its decimal (0.005919, not
+                // 0.005919000000000001 as `as_secs_f64() * 1e3` gave).
+                duration_ms = took.as_nanos() as f64 / 1e6,
                 prediction_id,
                 "request"
             );

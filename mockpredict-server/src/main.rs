@@ -14,6 +14,8 @@ use clap::{Parser, ValueEnum};
 use mockpredict_core::{Latency, MockModel, QueueConfig};
 use mockpredict_server::{App, Cors, ServerConfig};
 
+mod logging;
+
 /// Exit code when a second signal interrupts the graceful drain.
 const EXIT_FORCED: i32 = 130;
 
@@ -99,6 +101,21 @@ struct Flags {
     /// Log format on stderr.
     #[arg(long, env = "MOCKPREDICT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+
+    /// One log line per request (method, route, status, duration, prediction ID), at
+    /// info level, target `mockpredict_server::access`. `off` is the switch for load
+    /// tests: it skips the line entirely, at no cost per request; /metrics still counts
+    /// every request by route and status.
+    #[arg(long, env = "MOCKPREDICT_ACCESS_LOG", value_enum, default_value_t = Switch::On)]
+    access_log: Switch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -179,7 +196,8 @@ impl TryFrom<Flags> for Settings {
             .cors(cors)
             .shutdown_timeout(capped(f.shutdown_timeout))
             .header_read_timeout(capped(f.header_read_timeout))
-            .max_connections(f.max_connections);
+            .max_connections(f.max_connections)
+            .access_log(f.access_log == Switch::On);
         Ok(Self {
             bind: f.bind,
             model,
@@ -195,9 +213,12 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(logging::LogWriter::new());
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .event_format(logging::Text::new())
+            .init(),
         LogFormat::Json => builder.json().init(),
     }
 }
@@ -243,6 +264,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         tokio::spawn(async {
             shutdown_signal().await;
             tracing::warn!("second signal: exiting without waiting for the drain");
+            logging::flush();
             std::process::exit(EXIT_FORCED);
         });
     };
@@ -265,14 +287,17 @@ fn main() -> ExitCode {
             .context("starting the tokio runtime")?
             .block_on(run(settings))
     });
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Access lines may still wait in the log buffer.
+    logging::flush();
+    code
 }
 
 #[cfg(test)]
@@ -298,6 +323,9 @@ mod tests {
         assert_eq!(s.server.sync_timeout, Duration::from_secs(60));
         assert_eq!(s.server.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(s.server.cors, Cors::Any);
+        assert!(s.server.access_log, "the access log is on by default");
+        let off = Flags::try_parse_from(["x", "--access-log", "off"]).expect("parses");
+        assert!(!Settings::try_from(off).expect("valid").server.access_log);
         assert!(
             Flags::try_parse_from(["x", "--failure-rate", "2"])
                 .map(Settings::try_from)

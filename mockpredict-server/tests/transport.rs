@@ -435,6 +435,71 @@ async fn binary_reads_env_flags_logs_json_and_exits_0_on_sigint() {
 }
 
 #[tokio::test]
+async fn binary_access_lines_arrive_while_it_runs() {
+    let mut server = spawn_server(&["--bind", "127.0.0.1:0", "--latency", "5ms"], &[]).await;
+    let mut log = server.log.take().expect("log");
+    let r = get(&format!("http://{}/healthz", server.addr)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Buffered, but written out within moments, not only at exit.
+    let line = timeout(Duration::from_secs(5), async {
+        while let Some(line) = log.next_line().await.expect("read log") {
+            if line.contains("mockpredict_server::access") {
+                return line;
+            }
+        }
+        panic!("the log ended without an access line");
+    })
+    .await
+    .expect("the access line arrives while the server runs");
+    assert!(
+        line.contains(r#"route="/healthz""#) && line.contains("status=200"),
+        "{line}"
+    );
+    server.signal("TERM");
+    let status = timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .expect("exited in time")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn binary_access_log_off_writes_no_request_lines() {
+    let mut server = spawn_server(
+        &["--bind", "127.0.0.1:0", "--latency", "5ms"],
+        &[("MOCKPREDICT_ACCESS_LOG", "off")],
+    )
+    .await;
+    let log = server.drain_log();
+    let url = format!("http://{}{PREDICT}?async_mode=false", server.addr);
+    assert_eq!(
+        post_json(&url, r#"{"input":"x"}"#).await.status,
+        StatusCode::OK
+    );
+    let metrics = get(&format!("http://{}/metrics", server.addr)).await.text();
+    assert!(
+        metrics.contains(
+            r#"mockpredict_http_requests_total{method="POST",route="/predictions/predict",code="200"} 1"#
+        ),
+        "requests are still counted: {metrics}"
+    );
+    server.signal("TERM");
+    let status = timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .expect("exited in time")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    let rest = log.await.expect("log task");
+    assert!(rest.iter().any(|l| l.contains("shut down")), "{rest:#?}");
+    assert!(
+        !rest
+            .iter()
+            .any(|l| l.contains("mockpredict_server::access")),
+        "{rest:#?}"
+    );
+}
+
+#[tokio::test]
 async fn binary_exits_1_when_the_address_is_taken() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
