@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{get, mock, post_json, send, start, start_with};
+use common::{get, mock, post_json, send, start, start_with, submit_id};
 use http::{Method, StatusCode};
 use mockpredict_core::{Model, ModelError, QueueConfig};
 use mockpredict_server::{Cors, ServerConfig};
@@ -193,10 +193,7 @@ async fn poll_is_202_while_pending_and_200_with_every_field_when_done() {
         ServerConfig::default(),
     )
     .await;
-    let id = post_json(&s.url(PREDICT), r#"{"input":"hi"}"#).await.json()["prediction_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_id(&s.url(PREDICT), "hi").await;
     let pending = get(&s.url(&format!("{PREDICT}/{id}"))).await;
     assert_eq!(pending.status, StatusCode::ACCEPTED);
     let body = pending.json();
@@ -234,10 +231,7 @@ async fn long_poll_returns_when_the_prediction_finishes_not_when_the_wait_ends()
         ServerConfig::default(),
     )
     .await;
-    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_id(&s.url(PREDICT), "x").await;
     let started = Instant::now();
     let r = get(&s.url(&format!("{PREDICT}/{id}?wait=10"))).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -251,10 +245,7 @@ async fn long_poll_returns_when_the_prediction_finishes_not_when_the_wait_ends()
 #[tokio::test]
 async fn long_poll_gives_up_with_202_when_the_wait_ends() {
     let s = start_with(mock("2s"), QueueConfig::default(), ServerConfig::default()).await;
-    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_id(&s.url(PREDICT), "x").await;
     let started = Instant::now();
     let r = get(&s.url(&format!("{PREDICT}/{id}?wait=0.1"))).await;
     let took = started.elapsed();
@@ -269,10 +260,7 @@ async fn long_poll_gives_up_with_202_when_the_wait_ends() {
 async fn long_poll_is_capped_by_the_server_maximum() {
     let config = ServerConfig::default().max_wait(Duration::from_millis(100));
     let s = start_with(mock("5s"), QueueConfig::default(), config).await;
-    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_id(&s.url(PREDICT), "x").await;
     let started = Instant::now();
     let r = get(&s.url(&format!("{PREDICT}/{id}?wait=60"))).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
@@ -282,10 +270,7 @@ async fn long_poll_is_capped_by_the_server_maximum() {
 #[tokio::test]
 async fn cancel_stops_a_running_prediction_and_leaves_finished_ones_alone() {
     let s = start_with(mock("5s"), QueueConfig::default(), ServerConfig::default()).await;
-    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_id(&s.url(PREDICT), "x").await;
     let r = send(
         Method::POST,
         &s.url(&format!("{PREDICT}/{id}/cancel")),
@@ -796,10 +781,7 @@ async fn percent_encoded_query_parameters_mean_the_same() {
 async fn a_huge_wait_is_capped_not_refused() {
     let config = ServerConfig::default().max_wait(Duration::from_millis(100));
     let s = start_with(mock("5s"), QueueConfig::default(), config).await;
-    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_id(&s.url(PREDICT), "x").await;
     for wait in ["1e300", "inf"] {
         let started = Instant::now();
         let r = get(&s.url(&format!("{PREDICT}/{id}?wait={wait}"))).await;
@@ -837,10 +819,7 @@ async fn limits_of_forever_do_not_panic_the_handlers() {
     )
     .await;
     assert_eq!(sync.status, StatusCode::OK, "{}", sync.text());
-    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_id(&s.url(PREDICT), "x").await;
     let polled = get(&s.url(&format!("{PREDICT}/{id}?wait=inf"))).await;
     assert_eq!(polled.status, StatusCode::OK, "{}", polled.text());
     let events = get(&s.url(&format!("{PREDICT}/{id}/events"))).await;

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{get, mock, post_json, start, start_with};
+use common::{get, mock, post_json, start, start_with, submit_id};
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -134,10 +134,7 @@ async fn events_stream_each_status_change_and_end_after_the_result() {
         ServerConfig::default(),
     )
     .await;
-    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_id(&s.url(PREDICT), "x").await;
     let r = get(&s.url(&format!("{PREDICT}/{id}/events"))).await; // reads to the end
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
@@ -157,10 +154,7 @@ async fn a_zero_keep_alive_set_through_the_field_does_not_break_event_streams() 
     let mut config = ServerConfig::default();
     config.sse_keep_alive = Duration::ZERO;
     let s = start_with(mock("50ms"), QueueConfig::default(), config).await;
-    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_id(&s.url(PREDICT), "x").await;
     let r = get(&s.url(&format!("{PREDICT}/{id}/events"))).await;
     let names: Vec<String> = events(&r.text()).into_iter().map(|(e, _)| e).collect();
     assert_eq!(
@@ -173,10 +167,7 @@ async fn a_zero_keep_alive_set_through_the_field_does_not_break_event_streams() 
 #[tokio::test]
 async fn a_disconnected_event_stream_leaks_nothing() {
     let s = start_with(mock("10s"), QueueConfig::default(), ServerConfig::default()).await;
-    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_id(&s.url(PREDICT), "x").await;
     let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
     let req = format!("GET {PREDICT}/{id}/events HTTP/1.1\r\nhost: x\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.expect("write");
@@ -375,10 +366,7 @@ async fn a_slow_event_stream_is_not_idle() {
         .header_read_timeout(Duration::from_millis(200))
         .sse_keep_alive(Duration::from_secs(60));
     let s = start_with(mock("800ms"), QueueConfig::default(), config).await;
-    let id = post_json(&s.url(PREDICT), r#"{"input":"x"}"#).await.json()["prediction_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_id(&s.url(PREDICT), "x").await;
     let r = get(&s.url(&format!("{PREDICT}/{id}/events"))).await;
     let names: Vec<String> = events(&r.text()).into_iter().map(|(e, _)| e).collect();
     assert_eq!(

@@ -166,3 +166,13 @@ pub async fn post_json(url: &str, body: &str) -> Resp {
     )
     .await
 }
+
+/// Submits `{"input": INPUT}` to the predict route at `url` (async, the default) and
+/// returns the prediction ID from the 202 body.
+pub async fn submit_id(url: &str, input: &str) -> String {
+    let body = serde_json::json!({ "input": input }).to_string();
+    post_json(url, &body).await.json()["prediction_id"]
+        .as_str()
+        .expect("a 202 body with a prediction_id")
+        .to_owned()
+}
