@@ -525,14 +525,7 @@ impl<I, O> Client<I, O> {
                 source: Box::new(e),
             })?;
             let (parts, body) = resp.into_parts();
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| Error::Connect {
-                    url: url.clone(),
-                    source: Box::new(e),
-                })?
-                .to_bytes();
+            let bytes = read_body(&url, body).await?;
             Ok::<_, Error>((parts.status, parts.headers, bytes))
         };
         let limit = limit.unwrap_or(Some(self.timeout));
@@ -594,14 +587,7 @@ impl<I, O> Client<I, O> {
             })?;
             let (parts, body) = resp.into_parts();
             if parts.status != StatusCode::OK {
-                let bytes = body
-                    .collect()
-                    .await
-                    .map_err(|e| Error::Connect {
-                        url: url.clone(),
-                        source: Box::new(e),
-                    })?
-                    .to_bytes();
+                let bytes = read_body(&url, body).await?;
                 return Err(status_error(&url, parts.status, &bytes));
             }
             Ok::<_, Error>((parts, body))
@@ -842,6 +828,18 @@ fn status_error(url: &str, status: StatusCode, body: &[u8]) -> Error {
             message,
         },
     }
+}
+
+/// Reads a whole response body; a transport failure mid-body is a `Connect` error.
+async fn read_body(url: &str, body: hyper::body::Incoming) -> Result<Bytes> {
+    Ok(body
+        .collect()
+        .await
+        .map_err(|e| Error::Connect {
+            url: url.to_owned(),
+            source: Box::new(e),
+        })?
+        .to_bytes())
 }
 
 fn decode<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T> {
