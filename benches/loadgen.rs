@@ -94,6 +94,13 @@ struct Flags {
     /// Worker threads of this tool's runtime.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Run each server under `valgrind --tool=callgrind`, writing its profiles into
+    /// this directory, and report instructions per request over the measured window
+    /// (`callgrind_control -z` when it starts, `-d` when it ends). Instruction counts
+    /// hardly move with the machine's load; use a low `--rate` (e.g. 300) so the
+    /// server keeps up under valgrind.
+    #[arg(long, value_name = "DIR")]
+    callgrind: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -139,6 +146,8 @@ struct Measured {
     latency: Histogram<u64>,
     cpu_seconds: f64,
     rss_bytes: u64,
+    /// Instructions over the measured windows (with `--callgrind`).
+    instructions: u64,
 }
 
 impl Measured {
@@ -151,6 +160,7 @@ impl Measured {
             latency: support::histogram(),
             cpu_seconds: 0.0,
             rss_bytes: 0,
+            instructions: 0,
         }
     }
 
@@ -160,6 +170,10 @@ impl Measured {
 
     fn cpu_us_per_request(&self) -> f64 {
         self.cpu_seconds * 1e6 / (self.ok.max(1) as f64)
+    }
+
+    fn instructions_per_request(&self) -> f64 {
+        self.instructions as f64 / (self.ok.max(1) as f64)
     }
 
     fn latencies(&self) -> String {
@@ -218,7 +232,8 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             };
             for i in order {
                 let target = results[i].0;
-                let server = start(target, &flags, &server_bin, &ceiling_bin)?;
+                let (server, profile) =
+                    start(target, &flags, &server_bin, &ceiling_bin, scenario, round)?;
                 eprintln!(
                     "{:<16} {:<12} round {}: {} on {}",
                     scenario.name(),
@@ -231,7 +246,14 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
                     },
                     server.addr
                 );
-                measure(&flags, scenario, &server, &mut results[i].1).await?;
+                measure(
+                    &flags,
+                    scenario,
+                    &server,
+                    profile.as_deref(),
+                    &mut results[i].1,
+                )
+                .await?;
                 let m = &results[i].1;
                 eprintln!(
                     "  so far: {:.0} req/s, p50/p99/p99.9 {} ms, {} errors",
@@ -260,7 +282,36 @@ fn start(
     flags: &Flags,
     server_bin: &std::path::Path,
     ceiling_bin: &std::path::Path,
-) -> anyhow::Result<Server> {
+    scenario: Scenario,
+    round: usize,
+) -> anyhow::Result<(Server, Option<PathBuf>)> {
+    let (name, bin, args, env) = command(target, flags, server_bin, ceiling_bin);
+    let Some(dir) = &flags.callgrind else {
+        return Ok((Server::start(name, &bin, &args, &env)?, None));
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let valgrind = support::on_path("valgrind")?;
+    let out = dir.join(format!(
+        "{name}-{}-r{}.callgrind",
+        scenario.name().replace([' ', ','], "_"),
+        round + 1
+    ));
+    let mut wrapped = vec![
+        "--tool=callgrind".to_owned(),
+        format!("--callgrind-out-file={}", out.display()),
+        bin.display().to_string(),
+    ];
+    wrapped.extend(args);
+    Ok((Server::start(name, &valgrind, &wrapped, &env)?, Some(out)))
+}
+
+/// What starts `target`: its name, binary, arguments and environment.
+fn command(
+    target: Target,
+    flags: &Flags,
+    server_bin: &std::path::Path,
+    ceiling_bin: &std::path::Path,
+) -> (&'static str, PathBuf, Vec<String>, Vec<(String, String)>) {
     match target {
         Target::Mockpredict => {
             let mut args: Vec<String> = [
@@ -281,18 +332,18 @@ fn start(
             .map(|s| (*s).to_owned())
             .collect();
             args.extend(flags.server_args.iter().cloned());
-            Server::start(
+            (
                 "mockpredict",
-                server_bin,
-                &args,
-                &[("RUST_LOG".to_owned(), flags.server_log.clone())],
+                server_bin.to_owned(),
+                args,
+                vec![("RUST_LOG".to_owned(), flags.server_log.clone())],
             )
         }
-        Target::Ceiling => Server::start(
+        Target::Ceiling => (
             "ceiling",
-            ceiling_bin,
-            &["--bind".to_owned(), "127.0.0.1:0".to_owned()],
-            &[],
+            ceiling_bin.to_owned(),
+            vec!["--bind".to_owned(), "127.0.0.1:0".to_owned()],
+            Vec::new(),
         ),
     }
 }
@@ -364,6 +415,7 @@ async fn measure(
     flags: &Flags,
     scenario: Scenario,
     server: &Server,
+    profile: Option<&std::path::Path>,
     into: &mut Measured,
 ) -> anyhow::Result<()> {
     let poll_paths = if scenario == Scenario::Poll {
@@ -467,9 +519,15 @@ async fn measure(
         });
     }
     tokio::time::sleep_until(measure_from).await;
+    if profile.is_some() {
+        support::callgrind_control(server.pid(), "-z")?;
+    }
     let cpu_before = cpu_seconds(server.pid())?;
     tokio::time::sleep_until(end).await;
     let cpu_after = cpu_seconds(server.pid())?;
+    if let Some(profile) = profile {
+        into.instructions += support::callgrind_dump(server.pid(), profile)?;
+    }
     let rss = server.rss_bytes()?;
     while let Some(r) = tasks.join_next().await {
         let r = r.context("a client task panicked")?;
@@ -511,10 +569,15 @@ fn print_table(flags: &Flags, rows: &[(Scenario, Vec<(Target, Measured)>)]) {
         flags.server_log,
     );
     println!();
+    let profiled = flags.callgrind.is_some();
     println!(
-        "| scenario | server | req/s | ratio to ceiling | p50 / p99 / p99.9 ms | CPU µs/req | RSS MB | errors |"
+        "| scenario | server | req/s | ratio to ceiling | p50 / p99 / p99.9 ms | CPU µs/req | RSS MB | errors |{}",
+        if profiled { " instr/req |" } else { "" }
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---|---|---:|---:|---:|---:|---:|---:|{}",
+        if profiled { "---:|" } else { "" }
+    );
     let mut notes = Vec::new();
     for (scenario, results) in rows {
         let ceiling = results
@@ -527,7 +590,7 @@ fn print_table(flags: &Flags, rows: &[(Scenario, Vec<(Target, Measured)>)]) {
                 _ => String::new(),
             };
             println!(
-                "| {} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {} |",
+                "| {} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {} |{}",
                 scenario.name(),
                 match target {
                     Target::Mockpredict => "mockpredict",
@@ -538,7 +601,12 @@ fn print_table(flags: &Flags, rows: &[(Scenario, Vec<(Target, Measured)>)]) {
                 m.latencies(),
                 m.cpu_us_per_request(),
                 m.rss_bytes as f64 / 1e6,
-                m.errors
+                m.errors,
+                if profiled {
+                    format!(" {:.0} |", m.instructions_per_request())
+                } else {
+                    String::new()
+                }
             );
             if let Some(e) = &m.first_error {
                 notes.push(format!(
@@ -559,6 +627,13 @@ fn print_table(flags: &Flags, rows: &[(Scenario, Vec<(Target, Measured)>)]) {
                 scenario.name(),
                 mp.cpu_us_per_request() / c.cpu_us_per_request()
             ));
+            if profiled {
+                notes.push(format!(
+                    "{}: mockpredict runs {:.2}× the ceiling's instructions per request",
+                    scenario.name(),
+                    mp.instructions_per_request() / c.instructions_per_request()
+                ));
+            }
             // At a fixed rate both servers answer the same number of requests: the
             // throughput targets need the closed loop.
             let closed = flags.rate == 0;

@@ -166,6 +166,84 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     addr.parse().ok()
 }
 
+/// The full path of program `name` found on `PATH`.
+pub fn on_path(name: &str) -> anyhow::Result<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!("`{name}` is not on PATH; install it (Debian: apt-get install valgrind)")
+        })
+}
+
+/// Runs `callgrind_control ARG PID` (`-z` zeroes the counters of a process running
+/// under callgrind, `-d` dumps them), failing if it does.
+pub fn callgrind_control(pid: u32, arg: &str) -> anyhow::Result<()> {
+    let status = Command::new("callgrind_control")
+        .arg(arg)
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running callgrind_control (Debian: apt-get install valgrind)")?;
+    if !status.success() {
+        bail!("callgrind_control {arg} {pid} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Dumps the counters of `pid` (running under callgrind with
+/// `--callgrind-out-file=OUT`) and returns the instructions counted since the last
+/// zeroing, read from the `totals:` line of the newest dump, `OUT.N`.
+pub fn callgrind_dump(pid: u32, out: &Path) -> anyhow::Result<u64> {
+    let dumps = |out: &Path| -> Vec<PathBuf> {
+        let (Some(dir), Some(base)) = (out.parent(), out.file_name()) else {
+            return Vec::new();
+        };
+        let prefix = format!("{}.", base.to_string_lossy());
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
+            .collect()
+    };
+    let before = dumps(out).len();
+    callgrind_control(pid, "-d")?;
+    // callgrind_control returns once the dump is written; allow for a slow file system.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let newest = loop {
+        let mut files = dumps(out);
+        if files.len() > before {
+            files.sort_by_key(|p| {
+                p.extension()
+                    .and_then(|e| e.to_str()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            });
+            break files.pop().context("checked non-empty")?;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("callgrind wrote no new dump next to {}", out.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&newest)
+        .with_context(|| format!("reading {}", newest.display()))?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no totals: line in {}", newest.display()))
+}
+
 /// `VmRSS` of process `pid`, in bytes.
 pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
