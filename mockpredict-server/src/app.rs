@@ -1,5 +1,5 @@
 //! [`App`]: the HTTP API over a [`JobQueue`]: routing, auth, CORS, body limits, the
-//! sync/async/poll/long-poll/cancel/events handlers, metrics and access logs. It turns
+//! sync/async/poll/long-poll/cancel/events handlers, metrics and the access record. It turns
 //! one request into one response and knows nothing of sockets (see [`serve`](crate::serve())).
 
 use std::borrow::Cow;
@@ -25,11 +25,12 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
+use crate::access::AccessRecord;
 use crate::config::FOREVER;
 use crate::error::ApiError;
 use crate::routes::{self, Resolved, Route};
 use crate::wire::{self, ModelInfo, PredictRequest, PredictionBody, RootInfo};
-use crate::{Cors, Metrics, Result, ServerConfig, openapi, sse};
+use crate::{Cors, Metrics, Result, ServerConfig, body, openapi, sse};
 
 /// The response body type of every route: a full JSON body or an event stream.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -192,24 +193,13 @@ where
             .metrics
             .record_request(&method, route, status, took);
         if self.inner.config.access_log {
-            let prediction_id = resp
-                .extensions()
-                .get::<PredictionIdExt>()
-                .map(|p| tracing::field::display(p.0));
-            tracing::info!(
-                target: "mockpredict_server::access",
-                // A `str` field, not a format string: the binary's formatter writes it
-                // without the escaping pass a formatted message needs. First, as a
-                // format string's message would be.
-                message = "request",
-                method = %method,
-                route = routes::label(route),
-                status = status.as_u16(),
-                // From nanoseconds, so a value prints as its decimal (0.005919, not
-                // 0.005919000000000001 as `as_secs_f64() * 1e3` gave).
-                duration_ms = took.as_nanos() as f64 / 1e6,
-                prediction_id,
-            );
+            self.inner.config.access_log_sink.0.record(&AccessRecord {
+                method: &method,
+                route: routes::label(route),
+                status,
+                duration: took,
+                prediction_id: resp.extensions().get::<PredictionIdExt>().map(|p| p.0),
+            });
         }
         resp
     }
@@ -776,7 +766,9 @@ fn prediction_response<I: Serialize, O: Serialize>(
     status: StatusCode,
     p: &Prediction<I, O>,
 ) -> Result<Response<Body>, ApiError> {
-    let mut resp = json(status, &PredictionBody::from(p))?;
+    let body = body::prediction_json(p)
+        .map_err(|e| ApiError::Internal(format!("serializing a response: {e}")))?;
+    let mut resp = bytes_response(status, body);
     resp.extensions_mut().insert(PredictionIdExt(p.id));
     Ok(resp)
 }

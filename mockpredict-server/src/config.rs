@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::access::{AccessLog, AccessLogSink};
+
 /// How the server handles HTTP: body and wait limits, auth, CORS, connections and
 /// shutdown. Build it from [`Default`] with the setters.
 ///
@@ -52,6 +54,9 @@ pub struct ServerConfig {
     /// method, route, status, duration, prediction ID). Default on; off skips the
     /// event entirely, for load tests (`/metrics` still counts every request).
     pub access_log: bool,
+    /// Where access records go when [`access_log`](Self::access_log) is on. Default
+    /// [`TracingAccessLog`](crate::TracingAccessLog): a `tracing` event.
+    pub access_log_sink: AccessLogSink,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +72,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(30),
             sse_keep_alive: Duration::from_secs(15),
             access_log: true,
+            access_log_sink: AccessLogSink::default(),
         }
     }
 }
@@ -132,6 +138,14 @@ impl ServerConfig {
     #[must_use]
     pub fn access_log(mut self, on: bool) -> Self {
         self.access_log = on;
+        self
+    }
+
+    /// Sets [`access_log_sink`](Self::access_log_sink): where access records go
+    /// instead of a `tracing` event.
+    #[must_use]
+    pub fn access_log_sink(mut self, log: impl AccessLog) -> Self {
+        self.access_log_sink = AccessLogSink::new(log);
         self
     }
 

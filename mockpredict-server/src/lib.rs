@@ -22,7 +22,9 @@
 //!
 //! # Layout
 //!
-//! - `app`: [`App`], the routes' handlers, auth, CORS, limits and access logs.
+//! - `app`: [`App`], the routes' handlers, auth, CORS, limits.
+//! - `body`: the prediction body, written by hand for speed.
+//! - `access`: the access log ([`AccessLog`], [`AccessRecord`]).
 //! - `serve`: [`serve()`], the accept loop and graceful shutdown.
 //! - `config`: [`ServerConfig`] and [`Cors`].
 //! - `routes`: the route table ([`routes()`]).
@@ -33,7 +35,9 @@
 //! - [`wire`]: the JSON bodies of the HTTP API, shared by server and client.
 //! - [`client`]: a typed async client ([`client::Client`]).
 
+mod access;
 mod app;
+mod body;
 pub mod client;
 mod config;
 mod error;
@@ -44,6 +48,7 @@ mod serve;
 mod sse;
 pub mod wire;
 
+pub use access::{ACCESS_TARGET, AccessLog, AccessLogSink, AccessRecord, TracingAccessLog};
 pub use app::{App, Body};
 pub use config::{ApiToken, Cors, ServerConfig};
 pub use error::{Error, Result};

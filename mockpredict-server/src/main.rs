@@ -207,19 +207,32 @@ impl TryFrom<Flags> for Settings {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Installs the subscriber; returns the access log the server should use instead of
+/// `tracing` events, if any (the text format without colours, with the access target
+/// enabled at start-up: see [`logging::AccessLine`]).
+fn init_tracing(format: LogFormat) -> Option<logging::AccessLine> {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let writer = logging::LogWriter::new();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(logging::LogWriter::new());
+        .with_writer(writer);
     match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .event_format(logging::Text::new())
-            .init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => {
+            let ansi = std::io::stderr().is_terminal();
+            builder
+                .with_ansi(ansi)
+                .event_format(logging::Text::new())
+                .init();
+            let enabled =
+                tracing::enabled!(target: "mockpredict_server::access", tracing::Level::INFO);
+            (!ansi && enabled).then(|| logging::AccessLine::new(&writer))
+        }
+        LogFormat::Json => {
+            builder.json().init();
+            None
+        }
     }
 }
 
@@ -279,8 +292,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
-    init_tracing(flags.log_format);
-    let result = Settings::try_from(flags).and_then(|settings| {
+    let access_line = init_tracing(flags.log_format);
+    let result = Settings::try_from(flags).and_then(|mut settings| {
+        if let Some(line) = access_line {
+            settings.server = settings.server.access_log_sink(line);
+        }
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

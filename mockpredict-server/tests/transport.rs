@@ -453,11 +453,20 @@ async fn binary_access_lines_arrive_while_it_runs() {
 
 #[tokio::test]
 async fn binary_access_log_off_writes_no_request_lines() {
-    let mut server = spawn_server(
-        &["--bind", "127.0.0.1:0", "--latency", "5ms"],
-        &[("MOCKPREDICT_ACCESS_LOG", "off")],
-    )
-    .await;
+    access_log_silenced_by(("MOCKPREDICT_ACCESS_LOG", "off")).await;
+}
+
+#[tokio::test]
+async fn binary_access_log_follows_rust_log() {
+    // The binary's own access writer (text format) honours the filter as the
+    // `tracing` event does.
+    access_log_silenced_by(("RUST_LOG", "info,mockpredict_server::access=off")).await;
+}
+
+/// Runs a sync prediction on the binary with `env` set; no access line is written,
+/// and the request is still counted.
+async fn access_log_silenced_by(env: (&str, &str)) {
+    let mut server = spawn_server(&["--bind", "127.0.0.1:0", "--latency", "5ms"], &[env]).await;
     let log = server.drain_log();
     let url = format!("http://{}{PREDICT}?async_mode=false", server.addr);
     assert_eq!(
@@ -567,8 +576,9 @@ async fn spawn_server(args: &[&str], env: &[(&str, &str)]) -> Spawned {
     }
     let mut child = command
         .args(args)
-        .envs(env.iter().copied())
+        // `info` unless the test sets its own.
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
