@@ -240,6 +240,9 @@ struct Shared<M: Model, B: Backend> {
     idle: Notify,
     /// Canceled when shutdown's grace period ends: running predictions are canceled.
     cancel_all: CancellationToken,
+    /// Set just before `cancel_all` is canceled: what a worker checks before each
+    /// prediction (one atomic load; the token's own check takes a lock).
+    grace_over: AtomicBool,
     /// Canceled when the last handle drops or shutdown completes: idle workers, the
     /// purge and the sweeper exit.
     stop: CancellationToken,
@@ -336,6 +339,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder
             closing: AtomicBool::new(false),
             idle: Notify::new(),
             cancel_all: CancellationToken::new(),
+            grace_over: AtomicBool::new(false),
             stop: stop.clone(),
             tasks: TaskTracker::new(),
         });
@@ -576,6 +580,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
         .await
         .is_ok();
         let left = s.admitted.load(Ordering::Acquire);
+        s.grace_over.store(true, Ordering::Release);
         s.cancel_all.cancel();
         s.stop.cancel();
         let queued: Vec<_> = lock(&s.pending).drain(..).collect();
@@ -720,7 +725,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
     /// Runs one prediction to its terminal status (unless it already has one).
     async fn run_job(&self, item: Pending<B::Job>) {
         let job = &item.job;
-        if self.cancel_all.is_cancelled() {
+        if self.grace_over.load(Ordering::Acquire) {
             // Shutdown's grace period is over: nothing new starts.
             self.finish_logged(job, Outcome::Canceled).await;
             return;
