@@ -40,10 +40,6 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
-/// Marks a response with the prediction it concerns, for the access log.
-#[derive(Clone, Copy)]
-struct PredictionIdExt(PredictionId);
-
 /// The HTTP API over a queue running model `M` (with backend `B`): a cheap, cloneable
 /// handle that answers requests with [`handle`](App::handle).
 ///
@@ -159,6 +155,24 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> App<M, B> {
     }
 }
 
+/// What [`App::dispatch`] gives back: the answer, the route that gave it (`None`: no
+/// route matched) and the prediction the request concerned, for the access log.
+struct Dispatched {
+    resp: Response<Body>,
+    route: Option<Route>,
+    prediction_id: Option<PredictionId>,
+}
+
+impl Dispatched {
+    fn new(resp: Response<Body>, route: Option<Route>) -> Self {
+        Self {
+            resp,
+            route,
+            prediction_id: None,
+        }
+    }
+}
+
 /// The CORS-relevant facts of a request, kept after the request is consumed.
 struct CorsRequest {
     origin: Option<HeaderValue>,
@@ -182,7 +196,11 @@ where
         let started = Instant::now();
         let method = req.method().clone();
         let cors = self.cors_request(&req);
-        let (mut resp, route) = self.dispatch(req).await;
+        let Dispatched {
+            mut resp,
+            route,
+            prediction_id,
+        } = self.dispatch(req).await;
         if method == Method::HEAD {
             resp = without_body(resp);
         }
@@ -198,7 +216,7 @@ where
                 route: routes::label(route),
                 status,
                 duration: took,
-                prediction_id: resp.extensions().get::<PredictionIdExt>().map(|p| p.0),
+                prediction_id,
             });
         }
         resp
@@ -222,8 +240,8 @@ where
         }
     }
 
-    /// The answer and the route that gave it (`None`: no route matched).
-    async fn dispatch<Bd>(&self, req: Request<Bd>) -> (Response<Body>, Option<Route>)
+    /// The answer, the route that gave it, and the prediction concerned.
+    async fn dispatch<Bd>(&self, req: Request<Bd>) -> Dispatched
     where
         Bd: hyper::body::Body<Data = Bytes> + Send,
         Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -231,42 +249,60 @@ where
         let path = req.uri().path();
         if req.method() == Method::OPTIONS {
             return match routes::allowed_methods(path) {
-                Some((route, allow)) => (options_response(allow), Some(route)),
-                None => (ApiError::RouteNotFound.into_response(), None),
+                Some((route, allow)) => Dispatched::new(options_response(allow), Some(route)),
+                None => Dispatched::new(ApiError::RouteNotFound.into_response(), None),
             };
         }
         let (route, id) = match routes::resolve(req.method(), path) {
             Resolved::Found(route, id) => (route, id),
             Resolved::WrongMethod(route, allow) => {
-                return (
+                return Dispatched::new(
                     ApiError::MethodNotAllowed { allow }.into_response(),
                     Some(route),
                 );
             }
             Resolved::NotFound => {
                 return match slash_redirect(path, req.uri().query()) {
-                    Some((route, location)) => (redirect(location), Some(route)),
-                    None => (ApiError::RouteNotFound.into_response(), None),
+                    Some((route, location)) => Dispatched::new(redirect(location), Some(route)),
+                    None => Dispatched::new(ApiError::RouteNotFound.into_response(), None),
                 };
             }
         };
         if route.requires_auth() && !self.authorized(req.headers()) {
-            return (ApiError::Unauthorized.into_response(), Some(route));
+            return Dispatched::new(ApiError::Unauthorized.into_response(), Some(route));
         }
-        let id = id.unwrap_or_default();
-        let result = match route {
-            Route::Root => self.root(),
-            Route::Healthz => Ok(static_json(StatusCode::OK, wire_static::HEALTH_OK)),
-            Route::Readyz => self.readyz().await,
-            Route::Metrics => Ok(self.metrics_response()),
-            Route::OpenApi => Ok(openapi_response()),
-            // The only arm that consumes the request; the path borrows end before it.
-            Route::Predict => self.predict(req).await,
-            Route::Prediction => self.poll(id, req.uri().query()).await,
-            Route::Cancel => self.cancel(id).await,
-            Route::Events => self.events(id).await,
+        // The `{id}` of the routes that have one: a malformed one is unknown (404).
+        let prediction_id = match id.map(parse_id).transpose() {
+            Ok(p) => p,
+            Err(e) => return Dispatched::new(e.into_response(), Some(route)),
         };
-        (result.unwrap_or_else(ApiError::into_response), Some(route))
+        let (result, prediction_id) = match (route, prediction_id) {
+            (Route::Root, _) => (self.root(), None),
+            (Route::Healthz, _) => (
+                Ok(static_json(StatusCode::OK, wire_static::HEALTH_OK)),
+                None,
+            ),
+            (Route::Readyz, _) => (self.readyz().await, None),
+            (Route::Metrics, _) => (Ok(self.metrics_response()), None),
+            (Route::OpenApi, _) => (Ok(openapi_response()), None),
+            // The only arm that consumes the request; the path borrows end before it.
+            (Route::Predict, _) => match self.predict(req).await {
+                Ok((resp, id)) => (Ok(resp), Some(id)),
+                Err(e) => (Err(e), None),
+            },
+            (Route::Prediction, Some(id)) => (self.poll(id, req.uri().query()).await, Some(id)),
+            (Route::Cancel, Some(id)) => (self.cancel(id).await, Some(id)),
+            (Route::Events, Some(id)) => (self.events(id).await, Some(id)),
+            // The route table gives these routes an `{id}`; a test checks it.
+            (Route::Prediction | Route::Cancel | Route::Events, None) => {
+                (Err(ApiError::RouteNotFound), None)
+            }
+        };
+        Dispatched {
+            resp: result.unwrap_or_else(ApiError::into_response),
+            route: Some(route),
+            prediction_id,
+        }
     }
 
     /// Checks `Authorization: Bearer <token>` in constant time (per byte; the length
@@ -355,7 +391,11 @@ where
         resp
     }
 
-    async fn predict<Bd>(&self, req: Request<Bd>) -> Result<Response<Body>, ApiError>
+    /// Submits, and answers with the new prediction's ID.
+    async fn predict<Bd>(
+        &self,
+        req: Request<Bd>,
+    ) -> Result<(Response<Body>, PredictionId), ApiError>
     where
         Bd: hyper::body::Body<Data = Bytes> + Send,
         Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -400,12 +440,14 @@ where
             resp.headers_mut()
                 .insert(HeaderName::from_static("preference-applied"), applied);
         }
-        resp.extensions_mut().insert(PredictionIdExt(id));
-        Ok(resp)
+        Ok((resp, id))
     }
 
-    async fn poll(&self, id: &str, query: Option<&str>) -> Result<Response<Body>, ApiError> {
-        let id = parse_id(id)?;
+    async fn poll(
+        &self,
+        id: PredictionId,
+        query: Option<&str>,
+    ) -> Result<Response<Body>, ApiError> {
         let wait = match query_param(query, "wait") {
             Some(v) => Some(parse_seconds(
                 &v,
@@ -426,14 +468,12 @@ where
         prediction_response(status, &p)
     }
 
-    async fn cancel(&self, id: &str) -> Result<Response<Body>, ApiError> {
-        let id = parse_id(id)?;
+    async fn cancel(&self, id: PredictionId) -> Result<Response<Body>, ApiError> {
         let p = self.inner.queue.cancel(id).await?;
         prediction_response(StatusCode::OK, &p)
     }
 
-    async fn events(&self, id: &str) -> Result<Response<Body>, ApiError> {
-        let id = parse_id(id)?;
+    async fn events(&self, id: PredictionId) -> Result<Response<Body>, ApiError> {
         let subscription = self.inner.queue.subscribe(id).await?;
         let body = sse::stream(
             subscription,
@@ -446,7 +486,6 @@ where
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         // Tell nginx-style proxies not to buffer the stream.
         h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        resp.extensions_mut().insert(PredictionIdExt(id));
         Ok(resp)
     }
 }
@@ -768,9 +807,7 @@ fn prediction_response<I: Serialize, O: Serialize>(
 ) -> Result<Response<Body>, ApiError> {
     let body = body::prediction_json(p)
         .map_err(|e| ApiError::Internal(format!("serializing a response: {e}")))?;
-    let mut resp = bytes_response(status, body);
-    resp.extensions_mut().insert(PredictionIdExt(p.id));
-    Ok(resp)
+    Ok(bytes_response(status, body))
 }
 
 /// The sync 200 body: the prediction, with the output's fields also spread at the top

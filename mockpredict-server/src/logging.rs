@@ -305,7 +305,7 @@ fn access_line(stamp: &[u8; 27], r: &AccessRecord<'_>, emit: impl FnOnce(&[&[u8]
         Some(p) => p.as_uuid().hyphenated().encode_lower(&mut id).as_bytes(),
         None => b"",
     };
-    let line: [&[u8]; 12] = [
+    let parts: [&[u8]; 12] = [
         stamp,
         b"  INFO mockpredict_server::access: request method=",
         r.method.as_str().as_bytes(),
@@ -323,7 +323,18 @@ fn access_line(stamp: &[u8; 27], r: &AccessRecord<'_>, emit: impl FnOnce(&[&[u8]
         id,
         b"\n",
     ];
-    emit(&line);
+    // Gathered on the stack (a line is ~190 bytes), so the shared buffer's lock is
+    // held for one copy; a longer one (an odd method) is passed in pieces.
+    let mut line = [0u8; 256];
+    let mut len = 0;
+    for part in parts {
+        match line.get_mut(len..len + part.len()) {
+            Some(to) => to.copy_from_slice(part),
+            None => return emit(&parts),
+        }
+        len += part.len();
+    }
+    emit(&[&line[..len]]);
 }
 
 /// Whether `s` is quoted as is by `Debug` (printable ASCII, no `"` or `\\`).
@@ -659,6 +670,8 @@ mod tests {
     fn fast_access_lines_are_the_default_formatters_bytes() {
         let id = mockpredict_core::PredictionId::new_v4();
         let odd = http::Method::from_bytes(b"PURGE").expect("a token");
+        // A line longer than the stack buffer goes out in pieces.
+        let long = http::Method::from_bytes(&[b'X'; 300]).expect("a token");
         let records = [
             AccessRecord {
                 method: &http::Method::POST,
@@ -680,6 +693,13 @@ mod tests {
                 status: http::StatusCode::METHOD_NOT_ALLOWED,
                 duration: Duration::from_secs(3),
                 prediction_id: None,
+            },
+            AccessRecord {
+                method: &long,
+                route: "unmatched",
+                status: http::StatusCode::NOT_FOUND,
+                duration: Duration::from_micros(1500),
+                prediction_id: Some(id),
             },
             AccessRecord {
                 method: &http::Method::GET,

@@ -243,6 +243,19 @@ mod tests {
     }
 
     #[test]
+    fn templates_with_an_id_resolve_with_one() {
+        // `App::dispatch` relies on it: an `{id}` route always comes with its ID.
+        for route in Route::ALL {
+            let path = route.template().replace("{id}", "abc");
+            assert_eq!(
+                resolve(&route.method(), &path),
+                Resolved::Found(route, route.template().contains("{id}").then_some("abc")),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
     fn head_is_answered_wherever_get_is() {
         assert_eq!(
             resolve(&Method::HEAD, "/healthz"),
