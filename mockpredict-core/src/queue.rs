@@ -675,9 +675,14 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         if waiting == 1 && self.config.deadline.is_some() {
             self.sweeper_wake.notify_one();
         }
-        if waiting > self.idle_workers.load(Ordering::Acquire) && self.reserve_worker() {
+        // Read after the push's unlock: a worker counts itself idle before its last
+        // look at the queue (see `next_job`), so either that look finds this push or
+        // this read sees the worker idle. With no idle worker, the busy ones find the
+        // push when they come back for more, and nobody needs waking.
+        let idle = self.idle_workers.load(Ordering::Acquire);
+        if waiting > idle && self.reserve_worker() {
             self.tasks.spawn(worker(Arc::clone(self)));
-        } else {
+        } else if idle > 0 {
             self.work.notify_one();
         }
     }
@@ -705,12 +710,15 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
             }
             let notified = self.work.notified();
             tokio::pin!(notified);
-            // Register before the second look, so a push in between is not missed.
+            // Register, and count this worker idle, before the second look: a push
+            // in between is then either found by that look or notified (`enqueue`
+            // notifies only while some worker counts as idle).
             notified.as_mut().enable();
+            self.idle_workers.fetch_add(1, Ordering::AcqRel);
             if let Some(item) = self.pop() {
+                self.idle_workers.fetch_sub(1, Ordering::AcqRel);
                 return Some(item);
             }
-            self.idle_workers.fetch_add(1, Ordering::AcqRel);
             let stopped = tokio::select! {
                 () = notified => false,
                 () = self.stop.cancelled() => true,
