@@ -368,6 +368,31 @@ async fn snapshots_carry_times_and_model_time() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_busy_worker_starts_the_next_prediction_when_the_last_one_completes() {
+    let (queue, _) = queue(QueueConfig::default().concurrency(1));
+    let a = queue.submit(Script::ok(2000)).await.expect("admitted");
+    tokio::time::sleep(S / 2).await;
+    let b = queue.submit(Script::ok(1000)).await.expect("admitted");
+    let pb = queue.wait(b, None).await.expect("known");
+    let pa = queue.get(a).await.expect("known");
+    assert_eq!(pb.started_at, pa.completed_at);
+    assert_eq!(pb.queue_time, Some(S * 3 / 2));
+    assert_eq!(pb.predict_time, Some(S));
+    // Idle in between: the next prediction starts at its own reading.
+    tokio::time::sleep(S).await;
+    let c = queue.submit(Script::ok(1000)).await.expect("admitted");
+    let pc = queue.wait(c, None).await.expect("known");
+    assert_eq!(pc.started_at, Some(pc.created_at));
+    assert_eq!(pc.queue_time, Some(Duration::ZERO));
+    assert_eq!(
+        pc.created_at
+            .duration_since(pb.completed_at.expect("completed"))
+            .expect("ordered"),
+        S
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_subscription_reports_every_status_in_order_then_ends() {
     let (queue, _) = queue(QueueConfig::default().concurrency(1));
     let _first = queue.submit(Script::ok(1000)).await.expect("admitted");

@@ -29,13 +29,13 @@ impl<I, O> std::fmt::Debug for MemoryJob<I, O> {
     }
 }
 
-/// One prediction's record. Kept at 96 bytes for `u64` input and output (112 with
+/// One prediction's record. Kept at 88 bytes for `u64` input and output (104 with
 /// the `Arc`'s counts), so that glibc serves and frees it from its fast bins rather
 /// than sorting and coalescing it: see `record_fits_the_fast_bins` below.
 struct Entry<I, O> {
     id: PredictionId,
     input: I,
-    created: Instant,
+    created: MemoryStamp,
     /// Woken (`notify_waiters`) on every status change; waiters register before they
     /// read the state, so no change is missed. Made by the first waiter: most
     /// predictions are never waited on while they run, and then a status change
@@ -47,10 +47,11 @@ struct Entry<I, O> {
 
 struct State<O> {
     phase: Phase<O>,
-    /// Start and end as offsets from `created`: 8 bytes each instead of a 16-byte
-    /// `Option<Instant>`, and durations without clock arithmetic.
-    started: Offset,
-    completed: Offset,
+    /// Start and end, or [`MemoryStamp::NONE`] until then: 8 bytes each instead of
+    /// a 16-byte `Option<Instant>`, and durations and wall times without clock
+    /// arithmetic.
+    started: MemoryStamp,
+    completed: MemoryStamp,
 }
 
 /// The status with the outcome folded in: 16 bytes, where a `Status` beside an
@@ -85,15 +86,23 @@ impl<O> From<Outcome<O>> for Phase<O> {
     }
 }
 
-/// Nanoseconds since a prediction's creation, or none yet (`u64::MAX`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Offset(u64);
+/// An instant as a [`MemoryBackend`] stores it (its [`Backend::Stamp`]): nanoseconds
+/// since the backend was made, so that durations are integer subtractions and wall
+/// times one addition. 584 years of uptime fit in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MemoryStamp(u64);
 
-impl Offset {
-    const NONE: Offset = Offset(u64::MAX);
+impl MemoryStamp {
+    /// Not yet (a start or end that has not happened).
+    const NONE: MemoryStamp = MemoryStamp(u64::MAX);
 
-    fn get(self) -> Option<Duration> {
-        (self != Self::NONE).then(|| Duration::from_nanos(self.0))
+    fn get(self) -> Option<MemoryStamp> {
+        (self != Self::NONE).then_some(self)
+    }
+
+    /// The time from `earlier` to this stamp (zero if `earlier` is later).
+    fn since(self, earlier: MemoryStamp) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 }
 
@@ -114,19 +123,11 @@ impl<I, O> Entry<I, O> {
             notify.notify_waiters();
         }
     }
-
-    /// The offset of now; 584 years of uptime fit in it.
-    fn offset_now(&self) -> Offset {
-        let nanos = Instant::now()
-            .saturating_duration_since(self.created)
-            .as_nanos();
-        Offset(u64::try_from(nanos).unwrap_or(u64::MAX - 1))
-    }
 }
 
-/// Converts monotonic instants to wall-clock times from one reading of both clocks,
-/// taken when the backend was made: one clock read per transition instead of two, and
-/// wall times that stay consistent with durations (and with tokio's paused clock).
+/// One reading of both clocks, taken when the backend was made: every timestamp is a
+/// [`MemoryStamp`] from it, and its wall-clock time is one addition, consistent with
+/// durations (and with tokio's paused clock).
 #[derive(Debug, Clone, Copy)]
 struct Anchor {
     instant: Instant,
@@ -141,11 +142,26 @@ impl Anchor {
         }
     }
 
-    fn wall(&self, at: Instant) -> SystemTime {
-        match at.checked_duration_since(self.instant) {
-            Some(after) => self.wall + after,
-            None => self.wall - self.instant.saturating_duration_since(at),
-        }
+    /// `at` as a stamp. An instant before the anchor (not seen in practice: the
+    /// anchor is read when the backend is made) counts as the anchor itself.
+    fn stamp(&self, at: Instant) -> MemoryStamp {
+        let since = at.saturating_duration_since(self.instant);
+        let nanos = since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()));
+        MemoryStamp(nanos.min(u64::MAX - 1))
+    }
+
+    /// The wall-clock time of a stamp.
+    fn wall(&self, at: MemoryStamp) -> SystemTime {
+        self.wall + Duration::from_nanos(at.0)
+    }
+
+    /// The monotonic instant `later` after a stamp, if representable.
+    fn instant_after(&self, at: MemoryStamp, later: Duration) -> Option<Instant> {
+        self.instant
+            .checked_add(Duration::from_nanos(at.0).checked_add(later)?)
     }
 }
 
@@ -254,18 +270,18 @@ where
             Phase::Queued | Phase::Processing | Phase::Canceled => (None, None),
         };
         let (started, completed) = (st.started.get(), st.completed.get());
-        let created_at = self.anchor.wall(entry.created);
+        let created = entry.created;
         Prediction {
             id: entry.id,
             status: st.phase.status(),
             input: InputRef::from_holder(Arc::clone(entry) as Arc<dyn HoldsInput<I>>),
             output,
             error,
-            created_at,
-            started_at: started.map(|d| created_at + d),
-            completed_at: completed.map(|d| created_at + d),
-            queue_time: started.or(completed),
-            predict_time: started.zip(completed).map(|(s, c)| c.saturating_sub(s)),
+            created_at: self.anchor.wall(created),
+            started_at: started.map(|at| self.anchor.wall(at)),
+            completed_at: completed.map(|at| self.anchor.wall(at)),
+            queue_time: started.or(completed).map(|at| at.since(created)),
+            predict_time: started.zip(completed).map(|(s, c)| c.since(s)),
         }
     }
 }
@@ -278,17 +294,22 @@ where
     type Input = I;
     type Output = O;
     type Job = MemoryJob<I, O>;
+    type Stamp = MemoryStamp;
 
-    async fn insert(&self, id: PredictionId, input: I) -> Result<Self::Job> {
+    fn stamp(&self, at: Instant) -> MemoryStamp {
+        self.anchor.stamp(at)
+    }
+
+    async fn insert(&self, id: PredictionId, input: I, created: MemoryStamp) -> Result<Self::Job> {
         let entry = Arc::new(Entry {
             id,
             input,
-            created: Instant::now(),
+            created,
             notify: OnceLock::new(),
             state: Mutex::new(State {
                 phase: Phase::Queued,
-                started: Offset::NONE,
-                completed: Offset::NONE,
+                started: MemoryStamp::NONE,
+                completed: MemoryStamp::NONE,
             }),
         });
         lock(&self.shards[shard_of(&id)]).insert(id, Arc::clone(&entry));
@@ -316,14 +337,15 @@ where
         ))
     }
 
-    async fn start(&self, job: &Self::Job) -> Result<bool> {
+    async fn start(&self, job: &Self::Job, at: MemoryStamp) -> Result<bool> {
         {
             let mut st = job.0.state();
             if !matches!(st.phase, Phase::Queued) {
                 return Ok(false);
             }
             st.phase = Phase::Processing;
-            st.started = job.0.offset_now();
+            // Never before its admission, whatever stamp the worker reused.
+            st.started = at.max(job.0.created);
         }
         job.0.wake();
         Ok(true)
@@ -333,6 +355,7 @@ where
         &self,
         job: &Self::Job,
         outcome: Outcome<O>,
+        at: MemoryStamp,
         on_applied: F,
     ) -> Result<Option<Finished>>
     where
@@ -345,17 +368,18 @@ where
             if previous.is_terminal() {
                 return Ok(None);
             }
-            let now = entry.offset_now();
+            let started = st.started.get();
+            // Never before its start (or admission), whatever stamp the caller took.
+            let completed = at.max(started.unwrap_or(entry.created));
             let status = outcome.status();
             st.phase = Phase::from(outcome);
-            st.completed = now;
-            let (started, completed) = (st.started.get(), now.get().unwrap_or_default());
+            st.completed = completed;
             let finished = Finished {
                 id: entry.id,
                 previous,
                 status,
-                queue_time: started.unwrap_or(completed),
-                predict_time: started.map(|s| completed.saturating_sub(s)),
+                queue_time: started.unwrap_or(completed).since(entry.created),
+                predict_time: started.map(|s| completed.since(s)),
             };
             // Still under the entry's lock: nobody can read the new status yet.
             on_applied(&finished);
@@ -397,12 +421,9 @@ where
         let now = Instant::now();
         let mut finished = lock(&self.finished);
         while let Some(front) = finished.front() {
-            let completed = front.state().completed.get().unwrap_or_default();
+            let completed = front.state().completed;
             // A TTL too long to represent means "never expires".
-            let Some(expires) = front
-                .created
-                .checked_add(completed.saturating_add(self.result_ttl))
-            else {
+            let Some(expires) = self.anchor.instant_after(completed, self.result_ttl) else {
                 return Ok(crate::time::far_future(now));
             };
             if expires > now {
@@ -440,5 +461,32 @@ mod tests {
             with_counts <= 112,
             "Arc<Entry<u64, u64>> is {with_counts} bytes"
         );
+    }
+
+    /// A worker may pass a stamp read before a prediction was admitted (it reuses the
+    /// completion of the previous one, and another thread may have admitted this one
+    /// in between): the record never starts or ends before its admission.
+    #[tokio::test(start_paused = true)]
+    async fn an_early_stamp_never_puts_start_or_end_before_admission() {
+        let backend = MemoryBackend::<u64, u64>::new(Duration::from_secs(60), 10);
+        let early = backend.stamp(Instant::now());
+        tokio::time::advance(Duration::from_millis(5)).await;
+        let created = backend.stamp(Instant::now());
+        let job = backend
+            .insert(PredictionId::new_v4(), 1, created)
+            .await
+            .expect("stored");
+        assert!(backend.start(&job, early).await.expect("started"));
+        let done = backend
+            .finish(&job, Outcome::Succeeded(Arc::new(3)), early, |_| {})
+            .await
+            .expect("finished")
+            .expect("applied");
+        assert_eq!(done.queue_time, Duration::ZERO);
+        assert_eq!(done.predict_time, Some(Duration::ZERO));
+        let snap = backend.snapshot(&job).await.expect("retained");
+        assert_eq!(snap.started_at, Some(snap.created_at));
+        assert_eq!(snap.completed_at, Some(snap.created_at));
+        assert_eq!(snap.queue_time, Some(Duration::ZERO));
     }
 }

@@ -14,7 +14,7 @@ use std::future::Future;
 
 use tokio::time::Instant;
 
-pub use memory::{MemoryBackend, MemoryJob};
+pub use memory::{MemoryBackend, MemoryJob, MemoryStamp};
 
 use crate::{InputRef, Outcome, Prediction, PredictionId, Result, Status};
 
@@ -45,8 +45,17 @@ pub trait Backend: Send + Sync + 'static {
     type Output: Send + Sync + 'static;
     /// A cheap handle on one stored prediction, valid while it is retained.
     type Job: Clone + Send + Sync + 'static;
+    /// An instant as this backend records it. The queue reads the clock once per
+    /// event and converts the reading once, with [`stamp`](Backend::stamp); a worker
+    /// that takes its next prediction straight after finishing one (no wait for
+    /// work in between) starts it at that one's completion stamp.
+    type Stamp: Copy + Send + Sync + 'static;
 
-    /// Stores a new `queued` prediction.
+    /// Converts a clock reading (tokio's clock, so paused-clock tests hold) to a
+    /// [`Stamp`](Backend::Stamp).
+    fn stamp(&self, at: Instant) -> Self::Stamp;
+
+    /// Stores a new `queued` prediction, admitted at `created`.
     ///
     /// # Errors
     ///
@@ -55,6 +64,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         id: PredictionId,
         input: Self::Input,
+        created: Self::Stamp,
     ) -> impl Future<Output = Result<Self::Job>> + Send;
 
     /// Finds a retained prediction.
@@ -88,17 +98,18 @@ pub trait Backend: Send + Sync + 'static {
     /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
     fn input(&self, job: &Self::Job) -> impl Future<Output = Result<InputRef<Self::Input>>> + Send;
 
-    /// Moves `queued → processing`. Returns `false` (and changes nothing) when the
-    /// prediction is no longer queued, e.g. it was canceled meanwhile.
+    /// Moves `queued → processing`, started `at` (recorded no earlier than its
+    /// admission). Returns `false` (and changes nothing) when the prediction is no
+    /// longer queued, e.g. it was canceled meanwhile.
     ///
     /// # Errors
     ///
     /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
-    fn start(&self, job: &Self::Job) -> impl Future<Output = Result<bool>> + Send;
+    fn start(&self, job: &Self::Job, at: Self::Stamp) -> impl Future<Output = Result<bool>> + Send;
 
-    /// Moves a `queued` or `processing` prediction to the outcome's terminal status
-    /// and starts its retention. Returns `None` (and changes nothing) when it was
-    /// already terminal.
+    /// Moves a `queued` or `processing` prediction to the outcome's terminal status,
+    /// reached `at` (recorded no earlier than its start), and starts its retention.
+    /// Returns `None` (and changes nothing) when it was already terminal.
     ///
     /// `on_applied` runs exactly once when the transition applies, *before* the new
     /// status is visible to any reader: the queue frees the prediction's capacity slot
@@ -113,6 +124,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         job: &Self::Job,
         outcome: Outcome<Self::Output>,
+        at: Self::Stamp,
         on_applied: F,
     ) -> impl Future<Output = Result<Option<Finished>>> + Send
     where
