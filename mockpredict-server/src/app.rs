@@ -437,8 +437,7 @@ where
             }
         };
         if let Some(applied) = applied.and_then(|a| HeaderValue::from_str(&a).ok()) {
-            resp.headers_mut()
-                .insert(HeaderName::from_static("preference-applied"), applied);
+            resp.headers_mut().insert(PREFERENCE_APPLIED, applied);
         }
         Ok((resp, id))
     }
@@ -535,6 +534,12 @@ fn choose_mode(
     })
 }
 
+/// RFC 7240's request header (a constant: looking it up by `&str` parses the name on
+/// every request).
+const PREFER: HeaderName = HeaderName::from_static("prefer");
+/// RFC 7240's response header.
+const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
+
 /// The preferences of RFC 7240 that matter here; unknown or malformed ones are ignored,
 /// as the RFC asks.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -546,7 +551,7 @@ struct Prefer {
 impl Prefer {
     fn parse(headers: &HeaderMap) -> Self {
         let mut prefer = Prefer::default();
-        for value in headers.get_all("prefer") {
+        for value in headers.get_all(&PREFER) {
             let Ok(value) = value.to_str() else { continue };
             for token in value.split(',') {
                 // Drop any `; parameters`.
@@ -733,7 +738,7 @@ fn static_json(status: StatusCode, body: &'static [u8]) -> Response<Body> {
     resp
 }
 
-fn bytes_response(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
+fn bytes_response(status: StatusCode, bytes: impl Into<Bytes>) -> Response<Body> {
     let mut resp = Response::new(full(bytes));
     *resp.status_mut() = status;
     resp.headers_mut()
@@ -759,45 +764,56 @@ struct AcceptedRef<'a> {
 }
 
 fn accepted(id: PredictionId, status: Status, message: &str) -> Result<Response<Body>, ApiError> {
-    let mut resp = if message == wire::ASYNC_MESSAGE && status == Status::Queued {
-        bytes_response(StatusCode::ACCEPTED, async_accepted_body(id))
-    } else {
-        json(
-            StatusCode::ACCEPTED,
-            &AcceptedRef {
-                message,
-                prediction_id: id,
-                status,
-            },
-        )?
-    };
+    if message == wire::ASYNC_MESSAGE && status == Status::Queued {
+        let (body, location) = async_accepted(id);
+        let mut resp = bytes_response(StatusCode::ACCEPTED, body);
+        resp.headers_mut().insert(LOCATION, location);
+        return Ok(resp);
+    }
+    let mut resp = json(
+        StatusCode::ACCEPTED,
+        &AcceptedRef {
+            message,
+            prediction_id: id,
+            status,
+        },
+    )?;
     resp.headers_mut().insert(LOCATION, location(id));
     Ok(resp)
 }
 
-/// The async 202 body, the most frequent answer: constant but for the ID, so written
-/// as bytes (serde_json spent ~4,000 instructions on it, escaping the constant text
-/// and growing its buffer). A test checks it against [`AcceptedRef`]'s serialization.
-fn async_accepted_body(id: PredictionId) -> Vec<u8> {
+/// The async 202 body, the most frequent answer, and its `Location`: constant but for
+/// the ID, so written as bytes (serde_json spent ~4,000 instructions on it, escaping
+/// the constant text and growing its buffer), into one buffer that both share. A test
+/// checks them against [`AcceptedRef`]'s serialization and [`location`].
+fn async_accepted(id: PredictionId) -> (Bytes, HeaderValue) {
     const HEAD: &[u8] =
         br#"{"message":"Request received. Processing asynchronously.","prediction_id":""#;
     const TAIL: &[u8] = br#"","status":"queued"}"#;
-    let mut body = Vec::with_capacity(HEAD.len() + uuid::fmt::Hyphenated::LENGTH + TAIL.len());
-    body.extend_from_slice(HEAD);
-    let mut uuid = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    body.extend_from_slice(id.as_uuid().hyphenated().encode_lower(&mut uuid).as_bytes());
-    body.extend_from_slice(TAIL);
-    body
+    const ID: usize = uuid::fmt::Hyphenated::LENGTH;
+    let mut uuid = [0u8; ID];
+    let uuid = id.as_uuid().hyphenated().encode_lower(&mut uuid).as_bytes();
+    let mut buf = Vec::with_capacity(HEAD.len() + ID + TAIL.len() + LOCATION_PREFIX.len() + ID);
+    for part in [HEAD, uuid, TAIL, LOCATION_PREFIX, uuid] {
+        buf.extend_from_slice(part);
+    }
+    let mut buf = Bytes::from(buf);
+    let location = buf.split_off(HEAD.len() + ID + TAIL.len());
+    let location = HeaderValue::from_maybe_shared(location)
+        .expect("a path and a hyphenated UUID are visible ASCII");
+    (buf, location)
 }
+
+/// Where a prediction is polled, up to its ID.
+const LOCATION_PREFIX: &[u8] = b"/predictions/predict/";
 
 /// `Location: /predictions/predict/{id}`, written without formatting machinery.
 fn location(id: PredictionId) -> HeaderValue {
-    const PREFIX: &[u8] = b"/predictions/predict/";
-    let mut buf = [0u8; PREFIX.len() + uuid::fmt::Hyphenated::LENGTH];
-    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut buf = [0u8; LOCATION_PREFIX.len() + uuid::fmt::Hyphenated::LENGTH];
+    buf[..LOCATION_PREFIX.len()].copy_from_slice(LOCATION_PREFIX);
     id.as_uuid()
         .hyphenated()
-        .encode_lower(&mut buf[PREFIX.len()..]);
+        .encode_lower(&mut buf[LOCATION_PREFIX.len()..]);
     HeaderValue::from_bytes(&buf).expect("a path and a hyphenated UUID are visible ASCII")
 }
 
@@ -1205,7 +1221,9 @@ mod tests {
         })
         .expect("serializes");
         assert_eq!(borrowed, owned);
-        assert_eq!(async_accepted_body(id), owned);
+        let (body, shared_location) = async_accepted(id);
+        assert_eq!(body, owned);
+        assert_eq!(shared_location, wire::prediction_path(id).as_str());
         assert_eq!(location(id), wire::prediction_path(id).as_str());
     }
 

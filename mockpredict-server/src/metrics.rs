@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 
 use mockpredict_core::backend::Finished;
-use mockpredict_core::{Observer, Stats};
+use mockpredict_core::{Observer, Stats, Status};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -70,6 +70,11 @@ struct RouteLabel {
 struct Inner {
     registry: Registry,
     predictions: Family<StatusLabel, Counter>,
+    /// Handles into `predictions` for the terminal statuses (succeeded, failed,
+    /// canceled), made at start: counting a finished prediction is an atomic add, not
+    /// a label hash and a lookup under the family's lock. They show as 0 until used,
+    /// as Prometheus advises for known label values.
+    finished: [Counter; 3],
     rejected: Counter,
     queue_depth: Gauge,
     in_flight: Gauge,
@@ -195,6 +200,13 @@ impl Metrics {
         Self {
             inner: Arc::new(Inner {
                 registry,
+                finished: [Status::Succeeded, Status::Failed, Status::Canceled].map(|status| {
+                    predictions
+                        .get_or_create(&StatusLabel {
+                            status: status.as_str(),
+                        })
+                        .clone()
+                }),
                 predictions,
                 rejected,
                 queue_depth,
@@ -297,11 +309,18 @@ struct MetricsObserver(Metrics);
 impl Observer for MetricsObserver {
     fn on_finish(&self, finished: &Finished) {
         let i = &self.0.inner;
-        i.predictions
-            .get_or_create(&StatusLabel {
-                status: finished.status.as_str(),
-            })
-            .inc();
+        match finished.status {
+            Status::Succeeded => i.finished[0].inc(),
+            Status::Failed => i.finished[1].inc(),
+            Status::Canceled => i.finished[2].inc(),
+            // Only terminal statuses finish; counted under their name all the same.
+            other => i
+                .predictions
+                .get_or_create(&StatusLabel {
+                    status: other.as_str(),
+                })
+                .inc(),
+        };
         i.queue_wait.observe(finished.queue_time.as_secs_f64());
         if let Some(t) = finished.predict_time {
             i.predict_time.observe(t.as_secs_f64());
