@@ -469,6 +469,12 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
         timeout: Option<Duration>,
     ) -> Result<Prediction<M::Input, M::Output>> {
         let job = self.job(id).await?;
+        // Already finished (the common case for a poll): answered here, one future
+        // fewer for the snapshot to be moved through.
+        let backend = &self.shared.backend;
+        if backend.status(&job).await?.is_terminal() {
+            return backend.snapshot(&job).await;
+        }
         self.wait_job(&job, timeout).await
     }
 
