@@ -37,10 +37,10 @@ pub struct ServerConfig {
     pub api_token: Option<ApiToken>,
     /// Which browser origins may call the API.
     pub cors: Cors,
-    /// A connection must send its request headers within this, and one with no
-    /// request in flight for this long (an idle HTTP/1.1 keep-alive or HTTP/2
-    /// connection) is closed, so slow or idle clients cannot hold connection slots
-    /// (slowloris). Default 10 s.
+    /// A connection with no request in flight for this long is closed: an idle
+    /// HTTP/1.1 keep-alive or HTTP/2 connection, or one still sending a request's
+    /// headers this long after it connected or got its previous answer. So slow or
+    /// idle clients cannot hold connection slots (slowloris). Default 10 s.
     pub header_read_timeout: Duration,
     /// Most connections served at once; further ones wait in the listen backlog.
     /// Default 1024.

@@ -70,6 +70,35 @@ async fn a_connection_that_stalls_mid_headers_is_closed() {
 }
 
 #[tokio::test]
+async fn a_kept_alive_connection_that_stalls_mid_headers_is_closed() {
+    let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The next request's headers trickle in and never end.
+    let started = Instant::now();
+    for _ in 0..30 {
+        if tcp.write_all(b"x").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut rest = Vec::new();
+    let read = timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the server closed the connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_connection_that_sends_nothing_is_closed() {
     let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
     let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
