@@ -34,7 +34,8 @@
 //! - [`model`](crate::Model): the `Model` trait.
 //! - `mock`: [`MockModel`], its output and configuration.
 //! - `latency`: [`Latency`] distributions and their parser.
-//! - `prediction`: [`PredictionId`], [`Status`], [`Outcome`], [`Prediction`].
+//! - `prediction`: [`PredictionId`], [`Status`], [`Outcome`], [`Prediction`] and the
+//!   [`InputRef`] / [`OutputRef`] handles it shares input and output through.
 //! - `queue`: [`JobQueue`], [`QueueConfig`], [`Stats`], [`Subscription`].
 //! - [`backend`]: the [`Backend`](backend::Backend) trait and the in-memory default.
 //! - `error`: [`Error`], [`ModelError`], [`PredictionError`].
@@ -56,7 +57,8 @@ pub use latency::{Latency, ParseLatencyError};
 pub use mock::{MockConfigError, MockDraw, MockModel, MockOutput};
 pub use model::Model;
 pub use prediction::{
-    HoldsInput, InputRef, Outcome, ParseIdError, Prediction, PredictionId, Status,
+    HoldsInput, HoldsOutput, InputRef, Outcome, OutputRef, ParseIdError, Prediction, PredictionId,
+    Status,
 };
 pub use queue::{
     JobQueue, JobQueueBuilder, Observer, QueueConfig, ShutdownReport, Stats, Subscription,

@@ -112,24 +112,15 @@ impl fmt::Display for Status {
 }
 
 /// How a prediction finished.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Outcome<O> {
-    /// The model returned this output.
-    Succeeded(Arc<O>),
+    /// The model returned this output (the backend stores it, and snapshots share
+    /// it through [`OutputRef`]).
+    Succeeded(O),
     /// The prediction failed.
     Failed(PredictionError),
     /// The prediction was canceled.
     Canceled,
-}
-
-impl<O> Clone for Outcome<O> {
-    fn clone(&self) -> Self {
-        match self {
-            Outcome::Succeeded(o) => Outcome::Succeeded(Arc::clone(o)),
-            Outcome::Failed(e) => Outcome::Failed(e.clone()),
-            Outcome::Canceled => Outcome::Canceled,
-        }
-    }
 }
 
 impl<O> Outcome<O> {
@@ -150,11 +141,24 @@ pub trait HoldsInput<I>: Send + Sync {
     fn input(&self) -> &I;
 }
 
-/// A plain owned input, for backends that do not keep it inside a record.
-struct Owned<I>(I);
+/// Something that holds a succeeded prediction's output: the backend's record of it,
+/// so that a snapshot shares the output without a separate allocation.
+pub trait HoldsOutput<O>: Send + Sync {
+    /// The output.
+    fn output(&self) -> &O;
+}
+
+/// A plain owned input or output, for backends that do not keep it inside a record.
+struct Owned<T>(T);
 
 impl<I: Send + Sync> HoldsInput<I> for Owned<I> {
     fn input(&self) -> &I {
+        &self.0
+    }
+}
+
+impl<O: Send + Sync> HoldsOutput<O> for Owned<O> {
+    fn output(&self) -> &O {
         &self.0
     }
 }
@@ -202,10 +206,54 @@ impl<I: fmt::Debug> fmt::Debug for InputRef<I> {
     }
 }
 
+/// A shared, read-only handle on a succeeded prediction's output: it derefs to the
+/// output, and cloning it only bumps a reference count. The in-memory backend points
+/// it into its own record, so a prediction costs one allocation for record, input
+/// and output together.
+pub struct OutputRef<O>(Arc<dyn HoldsOutput<O>>);
+
+impl<O: Send + Sync + 'static> OutputRef<O> {
+    /// Wraps an owned output.
+    pub fn new(output: O) -> Self {
+        Self(Arc::new(Owned(output)))
+    }
+
+    /// Points at the output inside a shared record.
+    pub fn from_holder(holder: Arc<dyn HoldsOutput<O>>) -> Self {
+        Self(holder)
+    }
+}
+
+impl<O> Clone for OutputRef<O> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<O> std::ops::Deref for OutputRef<O> {
+    type Target = O;
+
+    fn deref(&self) -> &O {
+        self.0.output()
+    }
+}
+
+impl<O> AsRef<O> for OutputRef<O> {
+    fn as_ref(&self) -> &O {
+        self.0.output()
+    }
+}
+
+impl<O: fmt::Debug> fmt::Debug for OutputRef<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0.output(), f)
+    }
+}
+
 /// A snapshot of one prediction, as `get`, `wait` and `cancel` return it.
 ///
-/// Input and output are shared ([`InputRef`], `Arc`), so a snapshot is cheap and never
-/// copies or serializes them.
+/// Input and output are shared ([`InputRef`], [`OutputRef`]), so a snapshot is cheap
+/// and never copies or serializes them.
 #[derive(Debug)]
 pub struct Prediction<I: 'static, O> {
     /// The prediction's ID.
@@ -215,7 +263,7 @@ pub struct Prediction<I: 'static, O> {
     /// The input it was submitted with.
     pub input: InputRef<I>,
     /// The output, when it succeeded.
-    pub output: Option<Arc<O>>,
+    pub output: Option<OutputRef<O>>,
     /// The error, when it failed.
     pub error: Option<PredictionError>,
     /// When it was admitted (wall clock).

@@ -824,7 +824,7 @@ fn model_outcome<O>(
     result: std::thread::Result<std::result::Result<O, crate::ModelError>>,
 ) -> Outcome<O> {
     match result {
-        Ok(Ok(output)) => Outcome::Succeeded(Arc::new(output)),
+        Ok(Ok(output)) => Outcome::Succeeded(output),
         Ok(Err(e)) => Outcome::Failed(PredictionError::model(e)),
         Err(panic) => {
             let err = PredictionError::panic(&*panic);

@@ -1118,7 +1118,7 @@ mod tests {
         alpha: bool,
     }
 
-    fn finished<O>(
+    fn finished<O: Send + Sync + 'static>(
         output: Option<O>,
         error: Option<mockpredict_core::PredictionError>,
     ) -> Prediction<String, O> {
@@ -1131,7 +1131,7 @@ mod tests {
                 Status::Succeeded
             },
             input: mockpredict_core::InputRef::new("in".to_owned()),
-            output: output.map(Arc::new),
+            output: output.map(mockpredict_core::OutputRef::new),
             error,
             created_at: t,
             started_at: Some(t),

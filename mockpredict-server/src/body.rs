@@ -143,9 +143,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use mockpredict_core::{FailureKind, InputRef, MockOutput, PredictionError, Status};
+    use mockpredict_core::{FailureKind, InputRef, MockOutput, OutputRef, PredictionError, Status};
 
     use super::*;
     use crate::wire::PredictionBody;
@@ -215,7 +213,7 @@ mod tests {
         p.queue_time = Some(Duration::from_millis(5));
         assert_eq!(prediction_json(&p).expect("writes"), serde_bytes(&p));
         p.status = Status::Succeeded;
-        p.output = Some(Arc::new(output));
+        p.output = Some(OutputRef::new(output));
         p.completed_at = Some(created + Duration::from_millis(9_229));
         p.predict_time = Some(Duration::from_nanos(9_224_000_001));
         assert_eq!(prediction_json(&p).expect("writes"), serde_bytes(&p));

@@ -11,7 +11,8 @@ use tokio::time::Instant;
 
 use super::{Backend, Finished};
 use crate::{
-    HoldsInput, InputRef, Outcome, Prediction, PredictionError, PredictionId, Result, Status,
+    HoldsInput, HoldsOutput, InputRef, Outcome, OutputRef, Prediction, PredictionError,
+    PredictionId, Result, Status,
 };
 
 /// A handle on one prediction held by a [`MemoryBackend`].
@@ -29,12 +30,16 @@ impl<I, O> std::fmt::Debug for MemoryJob<I, O> {
     }
 }
 
-/// One prediction's record. Kept at 88 bytes for `u64` input and output (104 with
-/// the `Arc`'s counts), so that glibc serves and frees it from its fast bins rather
-/// than sorting and coalescing it: see `record_fits_the_fast_bins` below.
+/// One prediction's record, with its input and output: one allocation per
+/// prediction. Kept at 104 bytes for `u64` input and output (120 with the `Arc`'s
+/// counts), so that glibc serves and frees it from its fast bins rather than sorting
+/// and coalescing it: see `record_fits_the_fast_bins` below.
 struct Entry<I, O> {
     id: PredictionId,
     input: I,
+    /// Set once, under the state lock, just before the phase becomes `Succeeded`;
+    /// outside the lock so that snapshots can share it ([`OutputRef`]).
+    output: OnceLock<O>,
     created: MemoryStamp,
     /// Woken (`notify_waiters`) on every status change; waiters register before they
     /// read the state, so no change is missed. Made by the first waiter: most
@@ -42,11 +47,11 @@ struct Entry<I, O> {
     /// wakes nobody and costs nothing.
     notify: OnceLock<Box<Notify>>,
     /// A std mutex: nothing awaits while holding it.
-    state: Mutex<State<O>>,
+    state: Mutex<State>,
 }
 
-struct State<O> {
-    phase: Phase<O>,
+struct State {
+    phase: Phase,
     /// Start and end, or [`MemoryStamp::NONE`] until then: 8 bytes each instead of
     /// a 16-byte `Option<Instant>`, and durations and wall times without clock
     /// arithmetic.
@@ -54,34 +59,25 @@ struct State<O> {
     completed: MemoryStamp,
 }
 
-/// The status with the outcome folded in: 16 bytes, where a `Status` beside an
-/// `Option<Outcome>` takes 40. The error is boxed because failures are rare.
-enum Phase<O> {
+/// The status with the error folded in: 16 bytes, where a `Status` beside an
+/// `Option<PredictionError>` takes 40. The error is boxed because failures are rare;
+/// a success's output is in [`Entry::output`].
+enum Phase {
     Queued,
     Processing,
-    Succeeded(Arc<O>),
+    Succeeded,
     Failed(Box<PredictionError>),
     Canceled,
 }
 
-impl<O> Phase<O> {
+impl Phase {
     fn status(&self) -> Status {
         match self {
             Phase::Queued => Status::Queued,
             Phase::Processing => Status::Processing,
-            Phase::Succeeded(_) => Status::Succeeded,
+            Phase::Succeeded => Status::Succeeded,
             Phase::Failed(_) => Status::Failed,
             Phase::Canceled => Status::Canceled,
-        }
-    }
-}
-
-impl<O> From<Outcome<O>> for Phase<O> {
-    fn from(outcome: Outcome<O>) -> Self {
-        match outcome {
-            Outcome::Succeeded(output) => Phase::Succeeded(output),
-            Outcome::Failed(e) => Phase::Failed(Box::new(e)),
-            Outcome::Canceled => Phase::Canceled,
         }
     }
 }
@@ -112,8 +108,18 @@ impl<I: Send + Sync, O: Send + Sync> HoldsInput<I> for Entry<I, O> {
     }
 }
 
+impl<I: Send + Sync, O: Send + Sync> HoldsOutput<O> for Entry<I, O> {
+    fn output(&self) -> &O {
+        // Only reached through an `OutputRef`, made for a `Succeeded` phase, which
+        // is set after the output.
+        self.output
+            .get()
+            .expect("a succeeded prediction has its output")
+    }
+}
+
 impl<I, O> Entry<I, O> {
-    fn state(&self) -> MutexGuard<'_, State<O>> {
+    fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
 
@@ -265,7 +271,12 @@ where
     fn snapshot_of(&self, entry: &Arc<Entry<I, O>>) -> Prediction<I, O> {
         let st = entry.state();
         let (output, error) = match &st.phase {
-            Phase::Succeeded(o) => (Some(Arc::clone(o)), None),
+            Phase::Succeeded => (
+                Some(OutputRef::from_holder(
+                    Arc::clone(entry) as Arc<dyn HoldsOutput<O>>
+                )),
+                None,
+            ),
             Phase::Failed(e) => (None, Some(PredictionError::clone(e))),
             Phase::Queued | Phase::Processing | Phase::Canceled => (None, None),
         };
@@ -304,6 +315,7 @@ where
         let entry = Arc::new(Entry {
             id,
             input,
+            output: OnceLock::new(),
             created,
             notify: OnceLock::new(),
             state: Mutex::new(State {
@@ -372,7 +384,15 @@ where
             // Never before its start (or admission), whatever stamp the caller took.
             let completed = at.max(started.unwrap_or(entry.created));
             let status = outcome.status();
-            st.phase = Phase::from(outcome);
+            st.phase = match outcome {
+                Outcome::Succeeded(output) => {
+                    // The first and only terminal transition sets it.
+                    let _ = entry.output.set(output);
+                    Phase::Succeeded
+                }
+                Outcome::Failed(e) => Phase::Failed(Box::new(e)),
+                Outcome::Canceled => Phase::Canceled,
+            };
             st.completed = completed;
             let finished = Finished {
                 id: entry.id,
@@ -451,14 +471,14 @@ where
 mod tests {
     use super::*;
 
-    /// glibc keeps freed chunks of up to 128 bytes (112 requested, after its 8-byte
-    /// header and 16-byte rounding) in fast bins: no sorting, no coalescing. A record
-    /// just above that costs ~100 more instructions to allocate and free.
+    /// glibc keeps freed chunks of up to 128 bytes (120 requested: an 8-byte header,
+    /// rounded up to 16) in fast bins: no sorting, no coalescing. A record just above
+    /// that costs ~100 more instructions to allocate and free.
     #[test]
     fn record_fits_the_fast_bins() {
         let with_counts = std::mem::size_of::<Entry<u64, u64>>() + 2 * std::mem::size_of::<usize>();
         assert!(
-            with_counts <= 112,
+            with_counts <= 120,
             "Arc<Entry<u64, u64>> is {with_counts} bytes"
         );
     }
@@ -478,7 +498,7 @@ mod tests {
             .expect("stored");
         assert!(backend.start(&job, early).await.expect("started"));
         let done = backend
-            .finish(&job, Outcome::Succeeded(Arc::new(3)), early, |_| {})
+            .finish(&job, Outcome::Succeeded(3), early, |_| {})
             .await
             .expect("finished")
             .expect("applied");
