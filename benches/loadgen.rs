@@ -68,7 +68,7 @@ struct Flags {
     #[arg(long, default_value_t = 5000)]
     sync_rate: u64,
     /// Repeat each scenario on each server this many times, alternating the order;
-    /// the table sums the rounds.
+    /// the table sums the rounds, the targets take the median of the rounds' ratios.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
     /// Predictions created (and finished) before the poll scenario polls them.
@@ -148,6 +148,8 @@ struct Measured {
     rss_bytes: u64,
     /// Instructions over the measured windows (with `--callgrind`).
     instructions: u64,
+    /// Requests/s of each round, in order.
+    round_rps: Vec<f64>,
 }
 
 impl Measured {
@@ -161,6 +163,7 @@ impl Measured {
             cpu_seconds: 0.0,
             rss_bytes: 0,
             instructions: 0,
+            round_rps: Vec::new(),
         }
     }
 
@@ -529,6 +532,7 @@ async fn measure(
         into.instructions += support::callgrind_dump(server.pid(), profile)?;
     }
     let rss = server.rss_bytes()?;
+    let ok_before = into.ok;
     while let Some(r) = tasks.join_next().await {
         let r = r.context("a client task panicked")?;
         into.ok += r.ok;
@@ -540,7 +544,9 @@ async fn measure(
             .add(&r.latency)
             .map_err(|e| anyhow::anyhow!("merging histograms: {e:?}"))?;
     }
-    into.seconds += duration.as_secs_f64();
+    let measured = duration.as_secs_f64();
+    into.round_rps.push((into.ok - ok_before) as f64 / measured);
+    into.seconds += measured;
     into.cpu_seconds += cpu_after - cpu_before;
     into.rss_bytes = into.rss_bytes.max(rss);
     if into.ok == 0 {
@@ -620,7 +626,27 @@ fn print_table(flags: &Flags, rows: &[(Scenario, Vec<(Target, Measured)>)]) {
             .find(|(t, _)| *t == Target::Mockpredict)
             .map(|(_, m)| m);
         if let (Some(mp), Some(c)) = (mp, ceiling) {
-            let ratio = mp.rps() / c.rps();
+            // Each round runs the two servers back to back, so a round's ratio shares
+            // the machine's load of that moment; the median of the rounds resists a
+            // busy spell better than the ratio of the sums.
+            let mut ratios: Vec<f64> = mp
+                .round_rps
+                .iter()
+                .zip(&c.round_rps)
+                .map(|(m, c)| m / c.max(1e-9))
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let ratio = median(&ratios);
+            notes.push(format!(
+                "{}: ratio per round {} → median {ratio:.2} (of the sums {:.2})",
+                scenario.name(),
+                ratios
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                mp.rps() / c.rps()
+            ));
             let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
             notes.push(format!(
                 "{}: mockpredict spends {:.2}× the ceiling's CPU per request",
@@ -639,11 +665,11 @@ fn print_table(flags: &Flags, rows: &[(Scenario, Vec<(Target, Measured)>)]) {
             let closed = flags.rate == 0;
             match scenario {
                 Scenario::Submit if closed => notes.push(format!(
-                    "target async submit ≥ 0.85 × ceiling: {ratio:.2} → {}",
+                    "target async submit ≥ 0.85 × ceiling: median {ratio:.2} → {}",
                     verdict(ratio >= 0.85)
                 )),
                 Scenario::Poll if closed => notes.push(format!(
-                    "target poll by ID ≥ 0.9 × ceiling: {ratio:.2} → {}",
+                    "target poll by ID ≥ 0.9 × ceiling: median {ratio:.2} → {}",
                     verdict(ratio >= 0.9)
                 )),
                 Scenario::Submit | Scenario::Poll => {}
@@ -665,6 +691,15 @@ fn print_table(flags: &Flags, rows: &[(Scenario, Vec<(Target, Measured)>)]) {
     println!();
     for n in notes {
         println!("- {n}");
+    }
+}
+
+/// The median of sorted `values` (0 when empty).
+fn median(values: &[f64]) -> f64 {
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
 
