@@ -268,6 +268,9 @@ where
     I: Send + Sync + 'static,
     O: Send + Sync + 'static,
 {
+    // Always inlined: the snapshot is then built where `snapshot` returns it, one
+    // move of its 176 bytes fewer.
+    #[inline(always)]
     fn snapshot_of(&self, entry: &Arc<Entry<I, O>>) -> Prediction<I, O> {
         let st = entry.state();
         let (output, error) = match &st.phase {
