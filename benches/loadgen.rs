@@ -81,10 +81,13 @@ struct Flags {
     #[arg(long)]
     ceiling_bin: Option<PathBuf>,
     /// RUST_LOG for mockpredict-server. `info` (its default) writes one access-log
-    /// line per request, to a pipe this tool drains; `info,mockpredict_server::access=off`
-    /// silences only those (the `listening on` line is needed).
+    /// line per request, to a pipe this tool drains (the `listening on` line is
+    /// needed, so keep `info` for `mockpredict_server`).
     #[arg(long, default_value = "info")]
     server_log: String,
+    /// mockpredict-server's `--access-log`: `on` (its default) or `off`.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    access_log: String,
     /// Extra argument for mockpredict-server (repeat the flag for several).
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
@@ -334,6 +337,7 @@ fn command(
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
+            args.extend(["--access-log".to_owned(), flags.access_log.clone()]);
             args.extend(flags.server_args.iter().cloned());
             (
                 "mockpredict",
@@ -564,7 +568,7 @@ fn print_table(flags: &Flags, rows: &[(Scenario, Vec<(Target, Measured)>)]) {
     println!();
     println!(
         "loadgen: {} s measured after {} s warm-up, {} round(s); {} connections ({} for sync); \
-         rate {} (sync {}); mockpredict RUST_LOG={}",
+         rate {} (sync {}); mockpredict RUST_LOG={}, --access-log {}",
         Duration::from(flags.duration).as_secs_f64(),
         Duration::from(flags.warmup).as_secs_f64(),
         flags.rounds,
@@ -573,6 +577,7 @@ fn print_table(flags: &Flags, rows: &[(Scenario, Vec<(Target, Measured)>)]) {
         rate_label(flags.rate),
         rate_label(flags.sync_rate),
         flags.server_log,
+        flags.access_log,
     );
     println!();
     let profiled = flags.callgrind.is_some();
