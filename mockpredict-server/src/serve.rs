@@ -130,6 +130,9 @@ where
             };
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
+                // The connection first, without select's random start (a thread-local
+                // RNG draw on every wake-up): the idle timer rarely fires.
+                biased;
                 done = watcher.watch(conn.into_owned()) => {
                     if let Err(e) = done {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
