@@ -696,13 +696,16 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         }
         // Read after the push's unlock: a worker counts itself idle before its last
         // look at the queue (see `next_job`), so either that look finds this push or
-        // this read sees the worker idle. With no idle worker, the busy ones find the
-        // push when they come back for more, and nobody needs waking.
+        // this read sees the worker idle. One notification per waiting prediction, up
+        // to the idle workers: the `waiting - 1` ahead of this one each woke one
+        // already (a woken worker counts as idle until it runs), and a worker takes
+        // predictions until the queue is empty, so beyond that, and with no idle
+        // worker, nobody needs waking.
         let idle = self.idle_workers.load(Ordering::Acquire);
-        if waiting > idle && self.reserve_worker() {
-            self.tasks.spawn(worker(Arc::clone(self)));
-        } else if idle > 0 {
+        if waiting <= idle {
             self.work.notify_one();
+        } else if self.reserve_worker() {
+            self.tasks.spawn(worker(Arc::clone(self)));
         }
     }
 

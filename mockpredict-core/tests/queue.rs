@@ -506,6 +506,65 @@ async fn a_client_woken_by_its_result_can_submit_again_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn idle_workers_are_woken_by_the_next_submits() {
+    // `enqueue` wakes at most one idle worker per waiting prediction and none
+    // beyond: a miscount would leave a prediction queued behind a sleeping worker.
+    for concurrency in 1..=3 {
+        let (queue, _) = queue(QueueConfig::default().concurrency(concurrency));
+        for round in 1..=4 {
+            let ids: Vec<_> =
+                futures_util::future::join_all((0..round).map(|_| queue.submit(Script::ok(100))))
+                    .await;
+            for id in ids {
+                let p = tokio::time::timeout(10 * S, queue.wait(id.expect("admitted"), None))
+                    .await
+                    .expect("a worker took it")
+                    .expect("known");
+                assert_eq!(p.status, Status::Succeeded);
+            }
+            // Every worker goes idle before the next round.
+            tokio::time::sleep(S).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_from_many_tasks_never_strand_a_prediction() {
+    // Workers go idle between bursts and are woken by the next one; `enqueue` skips
+    // the wake-up when enough are already woken, so a lost wake-up would leave a
+    // prediction queued forever and the wait below would time out.
+    for concurrency in 1..=3 {
+        bursts(queue(QueueConfig::default().concurrency(concurrency)).0).await;
+    }
+}
+
+async fn bursts(queue: JobQueue<Scripted>) {
+    let mut tasks = Vec::new();
+    for task in 0..4 {
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            for burst in 0..100 {
+                let ids: Vec<_> = futures_util::future::join_all(
+                    (0..(burst + task) % 5 + 1).map(|_| queue.submit(Script::ok(0))),
+                )
+                .await;
+                for id in ids {
+                    let p = queue.wait(id.expect("admitted"), None).await;
+                    assert_eq!(p.expect("known").status, Status::Succeeded);
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(60 * S, async {
+        for t in tasks {
+            t.await.expect("no panic");
+        }
+    })
+    .await
+    .expect("every prediction finished");
+}
+
+#[tokio::test(start_paused = true)]
 async fn dropping_the_last_handle_stops_every_background_task() {
     let metrics = tokio::runtime::Handle::current().metrics();
     let (queue, _) = queue(QueueConfig::default().deadline(Some(60 * S)).concurrency(4));
