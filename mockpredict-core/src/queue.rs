@@ -468,10 +468,10 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
         id: PredictionId,
         timeout: Option<Duration>,
     ) -> Result<Prediction<M::Input, M::Output>> {
-        let job = self.job(id).await?;
-        // Already finished (the common case for a poll): answered here, one future
-        // fewer for the snapshot to be moved through.
+        // Looked up and, if already finished (the common case for a poll), answered
+        // here: fewer futures for the snapshot to be moved through.
         let backend = &self.shared.backend;
+        let job = backend.lookup(id).await?.ok_or(Error::NotFound(id))?;
         if backend.status(&job).await?.is_terminal() {
             return backend.snapshot(&job).await;
         }
