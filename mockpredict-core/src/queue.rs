@@ -634,22 +634,34 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         outcome: Outcome<M::Output>,
         at: B::Stamp,
     ) -> Result<bool> {
-        let applied = self.backend.finish(job, outcome, at, |done| {
-            // Runs before anyone can see the terminal status (see `Backend::finish`).
-            if done.previous == Status::Processing {
-                self.processing.fetch_sub(1, Ordering::AcqRel);
-            }
-            let idx = match done.status {
-                Status::Succeeded => 0,
-                Status::Failed => 1,
-                _ => 2,
-            };
-            self.finished_total[idx].fetch_add(1, Ordering::Relaxed);
-            self.release_slot();
-        });
+        let applied = self
+            .backend
+            .finish(job, outcome, at, |done| self.on_applied(done));
         let Some(done) = applied.await? else {
             return Ok(false);
         };
+        self.on_finished(job, &done);
+        Ok(true)
+    }
+
+    /// A terminal transition's bookkeeping that must happen before anyone can see
+    /// the terminal status (see `Backend::finish`): counters and the capacity slot.
+    fn on_applied(&self, done: &Finished) {
+        if done.previous == Status::Processing {
+            self.processing.fetch_sub(1, Ordering::AcqRel);
+        }
+        let idx = match done.status {
+            Status::Succeeded => 0,
+            Status::Failed => 1,
+            _ => 2,
+        };
+        self.finished_total[idx].fetch_add(1, Ordering::Relaxed);
+        self.release_slot();
+    }
+
+    /// The rest, once the transition is visible: model-time average, observer,
+    /// waiters.
+    fn on_finished(&self, job: &B::Job, done: &Finished) {
         if let Some(t) = done.predict_time {
             let old = self.model_time_ewma.load(Ordering::Relaxed);
             let new = if old == 0 {
@@ -660,10 +672,9 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
             self.model_time_ewma.store(new, Ordering::Relaxed);
         }
         if let Some(observer) = &self.observer {
-            observer.on_finish(&done);
+            observer.on_finish(done);
         }
         self.backend.wake(job);
-        Ok(true)
     }
 
     /// Resolves when the prediction has reached a terminal status (e.g. canceled).
@@ -783,9 +794,14 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
             Err(e) => Some(Outcome::Failed(PredictionError::backend(&e))),
         }?;
         let completed = self.stamp_now();
-        // `finish_logged`, written out: one future fewer on every prediction's path.
-        if let Err(e) = self.finish(job, outcome, completed).await {
-            tracing::error!(error = %e, "could not record a prediction's outcome");
+        // `finish_logged`, written out: two futures fewer on every prediction's path.
+        let applied = self
+            .backend
+            .finish(job, outcome, completed, |done| self.on_applied(done));
+        match applied.await {
+            Ok(Some(done)) => self.on_finished(job, &done),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not record a prediction's outcome"),
         }
         Some(completed)
     }
