@@ -789,10 +789,22 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
                 return None;
             }
         }
-        let outcome = match self.backend.input(job).await {
-            Ok(input) => self.run_model(job, &input, item.deadline).await,
-            Err(e) => Some(Outcome::Failed(PredictionError::backend(&e))),
-        }?;
+        let input = match self.backend.input(job).await {
+            Ok(input) => input,
+            Err(e) => {
+                let failed = Outcome::Failed(PredictionError::backend(&e));
+                self.finish_logged(job, failed, self.stamp_now()).await;
+                return None;
+            }
+        };
+        let mut model = std::pin::pin!(AssertUnwindSafe(self.model.predict(&input)).catch_unwind());
+        // One poll first, here rather than in another future: a model that answers at
+        // once never pays for building the cancel, shutdown and deadline watchers.
+        let first = std::future::poll_fn(|cx| Poll::Ready(model.as_mut().poll(cx))).await;
+        let outcome = match first {
+            Poll::Ready(result) => model_outcome(result),
+            Poll::Pending => self.watch_model(job, model, item.deadline).await?,
+        };
         let completed = self.stamp_now();
         // `finish_logged`, written out: two futures fewer on every prediction's path.
         let applied = self
@@ -806,19 +818,18 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         Some(completed)
     }
 
-    async fn run_model(
+    /// Runs a model call that did not answer at its first poll to its end, or until
+    /// the prediction is canceled (`None`), shutdown's grace period ends, or its
+    /// deadline passes.
+    async fn watch_model<F>(
         &self,
         job: &B::Job,
-        input: &M::Input,
+        model: std::pin::Pin<&mut F>,
         deadline: Option<Instant>,
-    ) -> Option<Outcome<M::Output>> {
-        let mut model = std::pin::pin!(AssertUnwindSafe(self.model.predict(input)).catch_unwind());
-        // One poll first: a model that answers at once never pays for building the
-        // cancel, shutdown and deadline watchers below.
-        let first = std::future::poll_fn(|cx| Poll::Ready(model.as_mut().poll(cx))).await;
-        if let Poll::Ready(result) = first {
-            return Some(model_outcome(result));
-        }
+    ) -> Option<Outcome<M::Output>>
+    where
+        F: Future<Output = std::thread::Result<std::result::Result<M::Output, crate::ModelError>>>,
+    {
         // Biased, model first.
         tokio::select! {
             biased;
