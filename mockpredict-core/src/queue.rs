@@ -763,61 +763,6 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         }
     }
 
-    /// Runs one prediction to its terminal status (unless it already has one).
-    ///
-    /// It starts at `now` if given (see [`worker`]), else at a new clock reading.
-    /// Returns the stamp it completed at, when this worker recorded one.
-    async fn run_job(&self, item: Pending<B::Job>, now: Option<B::Stamp>) -> Option<B::Stamp> {
-        let job = &item.job;
-        if self.grace_over.load(Ordering::Acquire) {
-            // Shutdown's grace period is over: nothing new starts.
-            self.finish_logged(job, Outcome::Canceled, self.stamp_now())
-                .await;
-            return None;
-        }
-        let started = now.unwrap_or_else(|| self.stamp_now());
-        match self.backend.start(job, started).await {
-            Ok(true) => {
-                self.processing.fetch_add(1, Ordering::AcqRel);
-            }
-            // Canceled or timed out while queued.
-            Ok(false) => return None,
-            Err(e) => {
-                tracing::error!(error = %e, "could not start a prediction");
-                let failed = Outcome::Failed(PredictionError::backend(&e));
-                self.finish_logged(job, failed, self.stamp_now()).await;
-                return None;
-            }
-        }
-        let input = match self.backend.input(job).await {
-            Ok(input) => input,
-            Err(e) => {
-                let failed = Outcome::Failed(PredictionError::backend(&e));
-                self.finish_logged(job, failed, self.stamp_now()).await;
-                return None;
-            }
-        };
-        let mut model = std::pin::pin!(AssertUnwindSafe(self.model.predict(&input)).catch_unwind());
-        // One poll first, here rather than in another future: a model that answers at
-        // once never pays for building the cancel, shutdown and deadline watchers.
-        let first = std::future::poll_fn(|cx| Poll::Ready(model.as_mut().poll(cx))).await;
-        let outcome = match first {
-            Poll::Ready(result) => model_outcome(result),
-            Poll::Pending => self.watch_model(job, model, item.deadline).await?,
-        };
-        let completed = self.stamp_now();
-        // `finish_logged`, written out: two futures fewer on every prediction's path.
-        let applied = self
-            .backend
-            .finish(job, outcome, completed, |done| self.on_applied(done));
-        match applied.await {
-            Ok(Some(done)) => self.on_finished(job, &done),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "could not record a prediction's outcome"),
-        }
-        Some(completed)
-    }
-
     /// Runs a model call that did not answer at its first poll to its end, or until
     /// the prediction is canceled (`None`), shutdown's grace period ends, or its
     /// deadline passes.
@@ -883,7 +828,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
     shared: Arc<Shared<M, B>>,
 ) {
+    // A stamp still current: the last prediction's completion, if this worker has
+    // not waited for work since.
     let mut now = None;
+    // Each pass runs one prediction to its terminal status (unless it already has
+    // one), in this loop rather than in a future of its own.
     loop {
         let item = match shared.pop() {
             Some(item) => item,
@@ -895,7 +844,68 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
                 None => break,
             },
         };
-        now = shared.run_job(item, now).await;
+        let job = &item.job;
+        if shared.grace_over.load(Ordering::Acquire) {
+            // Shutdown's grace period is over: nothing new starts.
+            shared
+                .finish_logged(job, Outcome::Canceled, shared.stamp_now())
+                .await;
+            now = None;
+            continue;
+        }
+        let started = now.unwrap_or_else(|| shared.stamp_now());
+        match shared.backend.start(job, started).await {
+            Ok(true) => {
+                shared.processing.fetch_add(1, Ordering::AcqRel);
+            }
+            // Canceled or timed out while queued.
+            Ok(false) => {
+                now = None;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not start a prediction");
+                let failed = Outcome::Failed(PredictionError::backend(&e));
+                shared.finish_logged(job, failed, shared.stamp_now()).await;
+                now = None;
+                continue;
+            }
+        }
+        let input = match shared.backend.input(job).await {
+            Ok(input) => input,
+            Err(e) => {
+                let failed = Outcome::Failed(PredictionError::backend(&e));
+                shared.finish_logged(job, failed, shared.stamp_now()).await;
+                now = None;
+                continue;
+            }
+        };
+        let mut model =
+            std::pin::pin!(AssertUnwindSafe(shared.model.predict(&input)).catch_unwind());
+        // One poll first, here rather than in another future: a model that answers at
+        // once never pays for building the cancel, shutdown and deadline watchers.
+        let first = std::future::poll_fn(|cx| Poll::Ready(model.as_mut().poll(cx))).await;
+        let outcome = match first {
+            Poll::Ready(result) => model_outcome(result),
+            Poll::Pending => match shared.watch_model(job, model, item.deadline).await {
+                Some(outcome) => outcome,
+                None => {
+                    now = None;
+                    continue;
+                }
+            },
+        };
+        let completed = shared.stamp_now();
+        // `finish_logged`, written out: two futures fewer on every prediction's path.
+        let applied = shared
+            .backend
+            .finish(job, outcome, completed, |done| shared.on_applied(done));
+        match applied.await {
+            Ok(Some(done)) => shared.on_finished(job, &done),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not record a prediction's outcome"),
+        }
+        now = Some(completed);
     }
     shared.workers.fetch_sub(1, Ordering::AcqRel);
 }
