@@ -8,11 +8,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{get, mock, post_json, start, start_with, submit_id};
+use common::{TestServer, get, mock, post_json, start, start_with, submit_id};
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mockpredict_core::QueueConfig;
+use mockpredict_core::{MockModel, QueueConfig};
 use mockpredict_server::ServerConfig;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
@@ -53,27 +53,40 @@ async fn http2_with_prior_knowledge_is_served_on_the_same_port() {
     assert!(body.to_bytes().is_empty());
 }
 
-#[tokio::test]
-async fn a_connection_that_stalls_mid_headers_is_closed() {
+/// A connection to a server whose idle limit is 200 ms (and the server, kept alive).
+async fn connect_with_a_200ms_idle_limit() -> (TestServer<MockModel>, TcpStream) {
     let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
     let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
-    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
-    tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
-        .await
-        .expect("write");
-    let started = Instant::now();
+    let tcp = TcpStream::connect(s.addr).await.expect("connect");
+    (s, tcp)
+}
+
+/// What the server sent until it closed `tcp`, which it must do within 3 s of `since`.
+async fn read_until_closed(tcp: &mut TcpStream, since: Instant) -> Vec<u8> {
     let mut buf = Vec::new();
     let read = timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the server closed the connection");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        since.elapsed() < Duration::from_secs(3),
+        "closed after {:?}",
+        since.elapsed()
+    );
+    buf
+}
+
+#[tokio::test]
+async fn a_connection_that_stalls_mid_headers_is_closed() {
+    let (_s, mut tcp) = connect_with_a_200ms_idle_limit().await;
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let buf = read_until_closed(&mut tcp, Instant::now()).await;
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
 }
 
 #[tokio::test]
 async fn a_kept_alive_connection_that_stalls_mid_headers_is_closed() {
-    let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
-    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
-    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let (_s, mut tcp) = connect_with_a_200ms_idle_limit().await;
     tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .expect("write");
@@ -88,24 +101,13 @@ async fn a_kept_alive_connection_that_stalls_mid_headers_is_closed() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut rest = Vec::new();
-    let read = timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
-    assert!(read.is_ok(), "the server closed the connection");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "closed after {:?}",
-        started.elapsed()
-    );
+    read_until_closed(&mut tcp, started).await;
 }
 
 #[tokio::test]
 async fn a_connection_that_sends_nothing_is_closed() {
-    let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
-    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
-    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
-    let mut buf = Vec::new();
-    let read = timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
-    assert!(read.is_ok_and(|r| r.is_ok()), "closed");
+    let (_s, mut tcp) = connect_with_a_200ms_idle_limit().await;
+    let buf = read_until_closed(&mut tcp, Instant::now()).await;
     assert!(buf.is_empty());
 }
 
