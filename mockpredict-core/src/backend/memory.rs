@@ -261,15 +261,15 @@ impl<I, O> MemoryBackend<I, O> {
         }
     }
 
-    /// Twice a shard's share of `max_retained` (room for the predictions in flight
-    /// too), at most [`SHARD_PRESIZE_MAX`]. A map grown one doubling at a time moves
-    /// every entry at each doubling, under the shard's lock, and a fuller one is
-    /// rehashed in place more often as evictions leave tombstones; sized once, the
-    /// queue benchmark's maps never rehash (~50 instructions per prediction fewer).
+    /// A shard's share of `max_retained`, at most [`SHARD_PRESIZE_MAX`]: a map grown
+    /// one doubling at a time from empty moves every entry at each doubling, under
+    /// the shard's lock. Not more: twice that (room for the predictions in flight
+    /// too) saved a further ~20 instructions per prediction in the instruction
+    /// benchmark but doubled the default configuration's tables (8,192 slots a
+    /// shard where 4,096 hold 100,000 retained), and the cache misses cost ~25% of
+    /// the wall-clock throughput.
     fn shard_size(max_retained: usize) -> usize {
-        (max_retained / SHARDS)
-            .saturating_mul(2)
-            .min(SHARD_PRESIZE_MAX)
+        (max_retained / SHARDS).min(SHARD_PRESIZE_MAX)
     }
 
     fn retained_now(&self) -> usize {
