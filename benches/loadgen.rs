@@ -302,6 +302,11 @@ fn start(
         scenario.name().replace([' ', ','], "_"),
         round + 1
     ));
+    // callgrind numbers its dumps from `.1` in every process: an earlier run's would
+    // be overwritten, and the new dump not told from the old one.
+    for stale in support::callgrind_dumps(&out) {
+        std::fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
+    }
     let mut wrapped = vec![
         "--tool=callgrind".to_owned(),
         format!("--callgrind-out-file={}", out.display()),
@@ -337,7 +342,11 @@ fn command(
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-            args.extend(["--access-log".to_owned(), flags.access_log.clone()]);
+            // Only when not the server's default, so `--server-arg --access-log ...`
+            // and MOCKPREDICT_ACCESS_LOG keep working.
+            if flags.access_log != "on" {
+                args.extend(["--access-log".to_owned(), flags.access_log.clone()]);
+            }
             args.extend(flags.server_args.iter().cloned());
             (
                 "mockpredict",

@@ -194,32 +194,34 @@ pub fn callgrind_control(pid: u32, arg: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The dumps callgrind wrote for `--callgrind-out-file=OUT`: `OUT.1`, `OUT.2`, ...
+pub fn callgrind_dumps(out: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(base)) = (out.parent(), out.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}.", base.to_string_lossy());
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .collect()
+}
+
 /// Dumps the counters of `pid` (running under callgrind with
 /// `--callgrind-out-file=OUT`) and returns the instructions counted since the last
 /// zeroing, read from the `totals:` line of the newest dump, `OUT.N`.
 pub fn callgrind_dump(pid: u32, out: &Path) -> anyhow::Result<u64> {
-    let dumps = |out: &Path| -> Vec<PathBuf> {
-        let (Some(dir), Some(base)) = (out.parent(), out.file_name()) else {
-            return Vec::new();
-        };
-        let prefix = format!("{}.", base.to_string_lossy());
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-            })
-            .collect()
-    };
-    let before = dumps(out).len();
+    let before = callgrind_dumps(out).len();
     callgrind_control(pid, "-d")?;
     // callgrind_control returns once the dump is written; allow for a slow file system.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let newest = loop {
-        let mut files = dumps(out);
+        let mut files = callgrind_dumps(out);
         if files.len() > before {
             files.sort_by_key(|p| {
                 p.extension()

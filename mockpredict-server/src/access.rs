@@ -19,6 +19,7 @@ pub const ACCESS_TARGET: &str = "mockpredict_server::access";
 
 /// What the access log knows of one request, once it is answered.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct AccessRecord<'a> {
     /// The request method.
     pub method: &'a Method,
@@ -30,11 +31,35 @@ pub struct AccessRecord<'a> {
     /// From the request's arrival at the handler to its response head (a streamed
     /// body, such as an event stream, goes on after this).
     pub duration: Duration,
-    /// The prediction the request concerned, if any.
+    /// The prediction the request named (the `{id}` routes, whatever their answer:
+    /// a 404 for an unknown ID logs the ID asked for) or created (a submission).
     pub prediction_id: Option<PredictionId>,
 }
 
-impl AccessRecord<'_> {
+impl<'a> AccessRecord<'a> {
+    /// A record without a prediction.
+    pub fn new(
+        method: &'a Method,
+        route: &'static str,
+        status: StatusCode,
+        duration: Duration,
+    ) -> Self {
+        Self {
+            method,
+            route,
+            status,
+            duration,
+            prediction_id: None,
+        }
+    }
+
+    /// Sets [`prediction_id`](Self::prediction_id).
+    #[must_use]
+    pub fn with_prediction_id(mut self, id: Option<PredictionId>) -> Self {
+        self.prediction_id = id;
+        self
+    }
+
     /// The duration in milliseconds, as the `duration_ms` field carries it. From
     /// nanoseconds, so a value prints as its decimal (0.005919, not
     /// 0.005919000000000001 as `as_secs_f64() * 1e3` gives).
@@ -55,6 +80,25 @@ pub trait AccessLog: Send + Sync + 'static {
 /// `prediction_id` (absent when none).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingAccessLog;
+
+impl TracingAccessLog {
+    /// Whether the current subscriber would take this log's events: the same target,
+    /// level and field names, so a filter on fields (`RUST_LOG='[{error}]=info'`)
+    /// answers as it would for the event itself. A program writing its own access
+    /// lines in the events' stead asks this to honour the filter.
+    pub fn is_enabled() -> bool {
+        tracing::event_enabled!(
+            target: "mockpredict_server::access",
+            tracing::Level::INFO,
+            message,
+            method,
+            route,
+            status,
+            duration_ms,
+            prediction_id
+        )
+    }
+}
 
 impl AccessLog for TracingAccessLog {
     fn record(&self, r: &AccessRecord<'_>) {

@@ -211,13 +211,10 @@ where
             .metrics
             .record_request(&method, route, status, took);
         if self.inner.config.access_log {
-            self.inner.config.access_log_sink.0.record(&AccessRecord {
-                method: &method,
-                route: routes::label(route),
-                status,
-                duration: took,
-                prediction_id,
-            });
+            self.inner.config.access_log_sink.0.record(
+                &AccessRecord::new(&method, routes::label(route), status, took)
+                    .with_prediction_id(prediction_id),
+            );
         }
         resp
     }
@@ -409,7 +406,12 @@ where
             req.headers(),
             self.inner.config.sync_timeout,
         )?;
-        let bytes = read_body(req, self.inner.config.max_body).await?;
+        // A body that trickles in or stalls must not hold the connection (and a
+        // connection slot) forever: it gets the same limit as the headers.
+        let limit = self.inner.config.header_read_timeout.min(FOREVER);
+        let bytes = tokio::time::timeout(limit, read_body(req, self.inner.config.max_body))
+            .await
+            .map_err(|_| ApiError::RequestTimeout { after: limit })??;
         let input: M::Input = parse_input(&bytes)?;
         let id = self.inner.queue.submit(input).await.map_err(|e| {
             if matches!(e, mockpredict_core::Error::QueueFull { .. }) {

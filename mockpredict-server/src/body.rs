@@ -74,9 +74,9 @@ fn push_seconds(out: &mut Vec<u8>, d: Option<Duration>) -> serde_json::Result<()
 }
 
 /// A quoted RFC 3339 timestamp with milliseconds (`"2026-01-02T03:04:05.678Z"`), or
-/// `null`: what `humantime::format_rfc3339_millis` writes, which times from year
-/// 10000 on still go through (times before 1970 panic there as here; the queue
-/// stamps from the wall clock at its start).
+/// `null`: what `humantime::format_rfc3339_millis` writes. Times outside 1970–9999,
+/// which the queue never stamps (it reads the wall clock), go to humantime itself,
+/// which panics on them as the derived serializer does.
 fn push_time(out: &mut Vec<u8>, t: Option<SystemTime>) {
     let Some(t) = t else {
         out.extend_from_slice(b"null");

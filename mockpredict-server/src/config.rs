@@ -39,8 +39,9 @@ pub struct ServerConfig {
     pub cors: Cors,
     /// A connection with no request in flight for this long is closed: an idle
     /// HTTP/1.1 keep-alive or HTTP/2 connection, or one still sending a request's
-    /// headers this long after it connected or got its previous answer. So slow or
-    /// idle clients cannot hold connection slots (slowloris). Default 10 s.
+    /// headers this long after it connected or got its previous answer; and a
+    /// request body that has not fully arrived this long after its headers gets 408.
+    /// So slow or idle clients cannot hold connection slots (slowloris). Default 10 s.
     pub header_read_timeout: Duration,
     /// Most connections served at once; further ones wait in the listen backlog.
     /// Default 1024.

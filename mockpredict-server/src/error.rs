@@ -38,6 +38,8 @@ pub(crate) enum ApiError {
     Validation(String),
     /// 413: the body is over the limit.
     PayloadTooLarge { limit: usize },
+    /// 408: the body did not arrive in time.
+    RequestTimeout { after: Duration },
     /// 404: no such route.
     RouteNotFound,
     /// 404: unknown, expired or malformed prediction ID.
@@ -95,6 +97,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::RouteNotFound | ApiError::PredictionNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -114,6 +117,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Validation(_) => "validation_error",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RequestTimeout { .. } => "request_timeout",
             ApiError::RouteNotFound => "route_not_found",
             ApiError::PredictionNotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -137,6 +141,10 @@ impl ApiError {
             ApiError::PayloadTooLarge { limit } => {
                 format!("request body is larger than the limit of {limit} bytes")
             }
+            ApiError::RequestTimeout { after } => format!(
+                "the request body did not arrive within {}",
+                humantime::format_duration(*after)
+            ),
             ApiError::RouteNotFound => "no such route".to_owned(),
             ApiError::PredictionNotFound => wire::NOT_FOUND_MESSAGE.to_owned(),
             ApiError::MethodNotAllowed { allow } => {

@@ -673,41 +673,39 @@ mod tests {
         // A line longer than the stack buffer goes out in pieces.
         let long = http::Method::from_bytes(&[b'X'; 300]).expect("a token");
         let records = [
-            AccessRecord {
-                method: &http::Method::POST,
-                route: "/predictions/predict",
-                status: http::StatusCode::ACCEPTED,
-                duration: Duration::from_nanos(11_588),
-                prediction_id: Some(id),
-            },
-            AccessRecord {
-                method: &http::Method::GET,
-                route: "unmatched",
-                status: http::StatusCode::NOT_FOUND,
-                duration: Duration::from_nanos(42),
-                prediction_id: None,
-            },
-            AccessRecord {
-                method: &odd,
-                route: "/odd \"route\"\n",
-                status: http::StatusCode::METHOD_NOT_ALLOWED,
-                duration: Duration::from_secs(3),
-                prediction_id: None,
-            },
-            AccessRecord {
-                method: &long,
-                route: "unmatched",
-                status: http::StatusCode::NOT_FOUND,
-                duration: Duration::from_micros(1500),
-                prediction_id: Some(id),
-            },
-            AccessRecord {
-                method: &http::Method::GET,
-                route: "/predictions/predict/{id}",
-                status: http::StatusCode::OK,
-                duration: Duration::from_secs(100 * 86_400),
-                prediction_id: Some(id),
-            },
+            AccessRecord::new(
+                &http::Method::POST,
+                "/predictions/predict",
+                http::StatusCode::ACCEPTED,
+                Duration::from_nanos(11_588),
+            )
+            .with_prediction_id(Some(id)),
+            AccessRecord::new(
+                &http::Method::GET,
+                "unmatched",
+                http::StatusCode::NOT_FOUND,
+                Duration::from_nanos(42),
+            ),
+            AccessRecord::new(
+                &odd,
+                "/odd \"route\"\n",
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                Duration::from_secs(3),
+            ),
+            AccessRecord::new(
+                &long,
+                "unmatched",
+                http::StatusCode::NOT_FOUND,
+                Duration::from_micros(1500),
+            )
+            .with_prediction_id(Some(id)),
+            AccessRecord::new(
+                &http::Method::GET,
+                "/predictions/predict/{id}",
+                http::StatusCode::OK,
+                Duration::from_secs(100 * 86_400),
+            )
+            .with_prediction_id(Some(id)),
         ];
         for r in &records {
             let out = Capture::default();

@@ -225,9 +225,8 @@ fn init_tracing(format: LogFormat) -> Option<logging::AccessLine> {
                 .with_ansi(ansi)
                 .event_format(logging::Text::new())
                 .init();
-            let enabled =
-                tracing::enabled!(target: "mockpredict_server::access", tracing::Level::INFO);
-            (!ansi && enabled).then(|| logging::AccessLine::new(&writer))
+            (!ansi && mockpredict_server::TracingAccessLog::is_enabled())
+                .then(|| logging::AccessLine::new(&writer))
         }
         LogFormat::Json => {
             builder.json().init();

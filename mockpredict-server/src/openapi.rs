@@ -94,6 +94,7 @@ pub fn document() -> Value {
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}},
                     "400": error_response("Body is not JSON (`malformed_json`)."),
                     "401": unauthorized,
+                    "408": error_response("The body did not fully arrive within the header-read timeout, 10 s by default (`request_timeout`)."),
                     "413": error_response("Body over the limit, 1 MiB by default (`payload_too_large`)."),
                     "415": error_response("Content-Type is not JSON (`unsupported_media_type`)."),
                     "422": error_response("Missing or mistyped `input`, or a bad `async_mode` (`validation_error`)."),
@@ -142,7 +143,7 @@ pub fn document() -> Value {
                     "error": {"type": "string"},
                     "error_type": {"type": "string", "enum": [
                         "malformed_json", "unreadable_body", "unsupported_media_type", "validation_error",
-                        "payload_too_large", "route_not_found", "not_found", "method_not_allowed",
+                        "payload_too_large", "request_timeout", "route_not_found", "not_found", "method_not_allowed",
                         "unauthorized", "queue_full", "shutting_down", "not_ready",
                         "backend_unavailable", "internal_error"]}
                 }},

@@ -103,8 +103,9 @@ where
         let header_timeout = config.header_read_timeout;
         tokio::spawn(async move {
             let _slot = slot;
-            // hyper's header timeout starts once it knows the protocol; a client that
-            // connects and sends nothing must not hold a slot either.
+            // Idle from the accept on: the first byte's wait counts toward the limit.
+            let activity = Arc::new(Activity::new());
+            // A client that connects and sends nothing must not hold a slot either.
             let mut first = [0u8; 1];
             match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
                 Ok(Ok(n)) if n > 0 => {}
@@ -113,7 +114,6 @@ where
                     return;
                 }
             }
-            let activity = Arc::new(Activity::new());
             let service = {
                 let activity = Arc::clone(&activity);
                 service_fn(move |req| {

@@ -3,12 +3,13 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{get, mock, post_json, send, start, start_with, submit_id};
 use http::{Method, StatusCode};
 use mockpredict_core::{Model, ModelError, QueueConfig};
-use mockpredict_server::{Cors, ServerConfig};
+use mockpredict_server::{AccessLog, AccessRecord, Cors, ServerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -827,5 +828,53 @@ async fn limits_of_forever_do_not_panic_the_handlers() {
         events.text().contains("event: succeeded"),
         "{}",
         events.text()
+    );
+}
+
+/// One access record as the test keeps it: method, route, status, prediction ID.
+type Record = (String, &'static str, u16, Option<String>);
+
+/// Access records as a custom [`AccessLog`] receives them.
+#[derive(Clone, Default)]
+struct Records(Arc<Mutex<Vec<Record>>>);
+
+impl AccessLog for Records {
+    fn record(&self, r: &AccessRecord<'_>) {
+        self.0.lock().expect("lock").push((
+            r.method.to_string(),
+            r.route,
+            r.status.as_u16(),
+            r.prediction_id.map(|id| id.to_string()),
+        ));
+    }
+}
+
+#[tokio::test]
+async fn a_custom_access_log_gets_one_record_per_request_with_its_prediction() {
+    let records = Records::default();
+    let config = ServerConfig::default().access_log_sink(records.clone());
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let id = submit_id(&s.url(PREDICT), "x").await;
+    let unknown = "0b4e3c1a-8f0e-4d6c-9a51-3c2f7d9e8a10";
+    assert_eq!(get(&s.url("/healthz")).await.status, StatusCode::OK);
+    let poll = format!("{PREDICT}/{unknown}");
+    assert_eq!(get(&s.url(&poll)).await.status, StatusCode::NOT_FOUND);
+    let malformed = format!("{PREDICT}/not-an-id");
+    assert_eq!(get(&s.url(&malformed)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(get(&s.url("/nope")).await.status, StatusCode::NOT_FOUND);
+    let got = records.0.lock().expect("lock").clone();
+    let id_route = "/predictions/predict/{id}";
+    assert_eq!(
+        got,
+        vec![
+            // The submission logs the ID it created.
+            ("POST".to_owned(), PREDICT, 202, Some(id)),
+            ("GET".to_owned(), "/healthz", 200, None),
+            // An `{id}` route logs the ID asked for, even when it is unknown...
+            ("GET".to_owned(), id_route, 404, Some(unknown.to_owned())),
+            // ...but not one that is not an ID at all.
+            ("GET".to_owned(), id_route, 404, None),
+            ("GET".to_owned(), "unmatched", 404, None),
+        ]
     );
 }

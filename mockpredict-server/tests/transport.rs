@@ -105,6 +105,24 @@ async fn a_kept_alive_connection_that_stalls_mid_headers_is_closed() {
 }
 
 #[tokio::test]
+async fn a_body_that_stalls_gets_408() {
+    let (_s, mut tcp) = connect_with_a_200ms_idle_limit().await;
+    tcp.write_all(
+        b"POST /predictions/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          content-length: 40\r\n\r\n{\"input\":",
+    )
+    .await
+    .expect("write");
+    let answer = read_until_closed(&mut tcp, Instant::now()).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#""error_type":"request_timeout""#),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
 async fn a_connection_that_sends_nothing_is_closed() {
     let (_s, mut tcp) = connect_with_a_200ms_idle_limit().await;
     let buf = read_until_closed(&mut tcp, Instant::now()).await;
@@ -492,6 +510,17 @@ async fn binary_access_log_follows_rust_log() {
     // The binary's own access writer (text format) honours the filter as the
     // `tracing` event does.
     access_log_silenced_by(("RUST_LOG", "info,mockpredict_server::access=off")).await;
+}
+
+#[tokio::test]
+async fn binary_access_log_follows_a_field_filter() {
+    // Access events carry no `nonexistent` field, so this filter drops them; the
+    // binary's check must ask about the event's own fields to agree.
+    access_log_silenced_by((
+        "RUST_LOG",
+        "info,mockpredict_server::access=warn,mockpredict_server::access[{nonexistent}]=info",
+    ))
+    .await;
 }
 
 /// Runs a sync prediction on the binary with `env` set; no access line is written,
