@@ -757,7 +757,7 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Result<Response<Body>, Ap
 }
 
 /// The 202 body, borrowing its message (the async one is a constant); serializes
-/// exactly as [`Accepted`] does (a test checks).
+/// exactly as [`wire::Accepted`] does (a test checks).
 #[derive(Serialize)]
 struct AcceptedRef<'a> {
     message: &'a str,
