@@ -175,6 +175,17 @@ fn events(text: &str) -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
+/// Reads prediction `id`'s whole event stream; its last event must be `succeeded`.
+async fn assert_stream_ends_succeeded(s: &TestServer<MockModel>, id: &str) {
+    let r = get(&s.url(&format!("{PREDICT}/{id}/events"))).await;
+    let names: Vec<String> = events(&r.text()).into_iter().map(|(e, _)| e).collect();
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("succeeded"),
+        "{names:?}"
+    );
+}
+
 #[tokio::test]
 async fn events_stream_each_status_change_and_end_after_the_result() {
     let s = start_with(
@@ -204,13 +215,7 @@ async fn a_zero_keep_alive_set_through_the_field_does_not_break_event_streams() 
     config.sse_keep_alive = Duration::ZERO;
     let s = start_with(mock("50ms"), QueueConfig::default(), config).await;
     let id = submit_id(&s.url(PREDICT), "x").await;
-    let r = get(&s.url(&format!("{PREDICT}/{id}/events"))).await;
-    let names: Vec<String> = events(&r.text()).into_iter().map(|(e, _)| e).collect();
-    assert_eq!(
-        names.last().map(String::as_str),
-        Some("succeeded"),
-        "{names:?}"
-    );
+    assert_stream_ends_succeeded(&s, &id).await;
 }
 
 #[tokio::test]
@@ -416,13 +421,7 @@ async fn a_slow_event_stream_is_not_idle() {
         .sse_keep_alive(Duration::from_secs(60));
     let s = start_with(mock("800ms"), QueueConfig::default(), config).await;
     let id = submit_id(&s.url(PREDICT), "x").await;
-    let r = get(&s.url(&format!("{PREDICT}/{id}/events"))).await;
-    let names: Vec<String> = events(&r.text()).into_iter().map(|(e, _)| e).collect();
-    assert_eq!(
-        names.last().map(String::as_str),
-        Some("succeeded"),
-        "{names:?}"
-    );
+    assert_stream_ends_succeeded(&s, &id).await;
     let polled = get(&s.url(&format!("{PREDICT}/{id}?wait=1"))).await;
     assert_eq!(polled.status, StatusCode::OK);
 }
