@@ -148,6 +148,8 @@ struct Measured {
     seconds: f64,
     latency: Histogram<u64>,
     cpu_seconds: f64,
+    /// The user-space part of `cpu_seconds` (the rest is the kernel's).
+    user_seconds: f64,
     rss_bytes: u64,
     /// Instructions over the measured windows (with `--callgrind`).
     instructions: u64,
@@ -164,6 +166,7 @@ impl Measured {
             seconds: 0.0,
             latency: support::histogram(),
             cpu_seconds: 0.0,
+            user_seconds: 0.0,
             rss_bytes: 0,
             instructions: 0,
             round_rps: Vec::new(),
@@ -176,6 +179,15 @@ impl Measured {
 
     fn cpu_us_per_request(&self) -> f64 {
         self.cpu_seconds * 1e6 / (self.ok.max(1) as f64)
+    }
+
+    /// User-space and kernel CPU µs per request.
+    fn user_system_us_per_request(&self) -> (f64, f64) {
+        let per = |s: f64| s * 1e6 / (self.ok.max(1) as f64);
+        (
+            per(self.user_seconds),
+            per(self.cpu_seconds - self.user_seconds),
+        )
     }
 
     fn instructions_per_request(&self) -> f64 {
@@ -400,14 +412,16 @@ async fn finished_predictions(server: &Server, n: usize) -> anyhow::Result<Vec<S
     Ok(paths)
 }
 
-/// CPU time (user + system) the process has used, in seconds.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+/// CPU time the process has used, in seconds: (user + system, user).
+fn cpu_seconds(pid: u32) -> anyhow::Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are fields 14, 15.
     let after = stat.rsplit_once(')').context("odd /proc/PID/stat")?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / clock_ticks_per_second())
+    let user: f64 = fields[11].parse()?;
+    let system: f64 = fields[12].parse()?;
+    let hz = clock_ticks_per_second();
+    Ok(((user + system) / hz, user / hz))
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -560,7 +574,8 @@ async fn measure(
     let measured = duration.as_secs_f64();
     into.round_rps.push((into.ok - ok_before) as f64 / measured);
     into.seconds += measured;
-    into.cpu_seconds += cpu_after - cpu_before;
+    into.cpu_seconds += cpu_after.0 - cpu_before.0;
+    into.user_seconds += cpu_after.1 - cpu_before.1;
     into.rss_bytes = into.rss_bytes.max(rss);
     if into.ok == 0 {
         bail!(
@@ -662,10 +677,17 @@ fn print_table(flags: &Flags, rows: &[(Scenario, Vec<(Target, Measured)>)]) {
                 mp.rps() / c.rps()
             ));
             let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+            let ((mu, ms), (cu, cs)) = (
+                mp.user_system_us_per_request(),
+                c.user_system_us_per_request(),
+            );
             notes.push(format!(
-                "{}: mockpredict spends {:.2}× the ceiling's CPU per request",
+                "{}: mockpredict spends {:.2}× the ceiling's CPU per request (user \
+                 {mu:.1} vs {cu:.1} µs: {:.2}×; kernel {ms:.1} vs {cs:.1} µs: {:.2}×)",
                 scenario.name(),
-                mp.cpu_us_per_request() / c.cpu_us_per_request()
+                mp.cpu_us_per_request() / c.cpu_us_per_request(),
+                mu / cu.max(1e-9),
+                ms / cs.max(1e-9)
             ));
             if profiled {
                 notes.push(format!(

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -214,17 +214,9 @@ struct Shared<M: Model, B: Backend> {
     backend: B,
     config: QueueConfig,
     observer: Option<Arc<dyn Observer>>,
-    /// Admitted predictions waiting for a worker, in admission order (so, with one
-    /// deadline for all, in deadline order too). A std mutex: nothing awaits under it.
-    pending: Mutex<VecDeque<Pending<B::Job>>>,
-    /// Wakes an idle worker when a prediction is pushed.
-    work: Notify,
-    /// Workers alive (at most `concurrency`); they are spawned on demand and live
-    /// until shutdown or the last handle drops, so a busy queue spawns no task per
-    /// prediction.
-    workers: AtomicUsize,
-    /// Workers waiting for work.
-    idle_workers: AtomicUsize,
+    /// Predictions waiting for a worker, and the workers waiting for predictions. A
+    /// std mutex: nothing awaits under it.
+    pending: Mutex<WorkQueue<B::Job>>,
     /// Wakes the deadline sweeper when the pending queue stops being empty.
     sweeper_wake: Notify,
     /// Queued + processing; `submit` reserves a slot with a fetch_add.
@@ -247,6 +239,51 @@ struct Shared<M: Model, B: Backend> {
     /// purge and the sweeper exit.
     stop: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// Admitted predictions waiting for a worker, and the idle workers, under one lock:
+/// a push finds an idle worker to wake in the same critical section, and a worker
+/// finds work or registers as idle in one.
+///
+/// Workers are spawned on demand, at most `concurrency`, and live until the queue
+/// stops, so a busy queue spawns no task per prediction. This replaces a `Notify`
+/// (whose waiter list costs ~600 instructions per idle-and-wake cycle on the submit
+/// path) with a stack of wakers.
+struct WorkQueue<J> {
+    /// In admission order (so, with one deadline for all, in deadline order too).
+    items: VecDeque<Pending<J>>,
+    /// Idle workers' wakers, by worker number; the most recently idle is last and is
+    /// woken first: its task and stack are the likeliest still in cache, and the
+    /// others stay asleep.
+    idle: Vec<(usize, Waker)>,
+    /// Whether each worker (by number) is in `idle`: a worker polled again before
+    /// its waker was taken (woken by something else) must not be listed twice.
+    listed: Vec<bool>,
+    /// Workers alive. A worker's number is the count when it was spawned; workers
+    /// exit only once `stopping` is set, after which `listed` is no longer used, so a
+    /// number reused then is harmless.
+    workers: usize,
+    /// Set when workers must exit: shutdown, or the last handle dropped.
+    stopping: bool,
+}
+
+impl<J> WorkQueue<J> {
+    fn new() -> Self {
+        Self {
+            items: VecDeque::new(),
+            idle: Vec::new(),
+            listed: Vec::new(),
+            workers: 0,
+            stopping: false,
+        }
+    }
+
+    /// The most recently idle worker's waker, taken off the list.
+    fn take_idle(&mut self) -> Option<Waker> {
+        let (n, waker) = self.idle.pop()?;
+        self.listed[n] = false;
+        Some(waker)
+    }
 }
 
 /// One admitted prediction waiting for a worker.
@@ -324,10 +361,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder
             model: self.model,
             backend: self.backend,
             config: self.config,
-            pending: Mutex::new(VecDeque::new()),
-            work: Notify::new(),
-            workers: AtomicUsize::new(0),
-            idle_workers: AtomicUsize::new(0),
+            pending: Mutex::new(WorkQueue::new()),
             sweeper_wake: Notify::new(),
             observer: self.observer,
             admitted: AtomicUsize::new(0),
@@ -398,10 +432,15 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
     /// [`Error::ShuttingDown`] after [`shutdown`](Self::shutdown) began,
     /// [`Error::Backend`] when the backend fails.
     pub async fn submit(&self, input: M::Input) -> Result<PredictionId> {
-        self.submit_job(input).await.map(|(id, _)| id)
+        let (id, item) = self.admit(input).await?;
+        // The job handle moves to the queue: no reference-count traffic on the record.
+        self.shared.enqueue(item);
+        Ok(id)
     }
 
-    async fn submit_job(&self, input: M::Input) -> Result<(PredictionId, B::Job)> {
+    /// Admits a prediction: a capacity slot and a record in the backend. The caller
+    /// queues it.
+    async fn admit(&self, input: M::Input) -> Result<(PredictionId, Pending<B::Job>)> {
         let shared = &self.shared;
         if shared.closing.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
@@ -429,12 +468,8 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
         shared.submitted_total.fetch_add(1, Ordering::Relaxed);
         // A deadline too long to represent is no deadline.
         let deadline = shared.config.deadline.and_then(|d| now.checked_add(d));
-        shared.enqueue(Pending {
-            job: job.clone(),
-            deadline,
-        });
         tracing::trace!(prediction_id = %id, "admitted");
-        Ok((id, job))
+        Ok((id, Pending { job, deadline }))
     }
 
     async fn job(&self, id: PredictionId) -> Result<B::Job> {
@@ -513,7 +548,9 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
     /// As [`submit`](Self::submit). A prediction that fails or is canceled is not an
     /// error here: it is a snapshot with that status.
     pub async fn predict(&self, input: M::Input) -> Result<Prediction<M::Input, M::Output>> {
-        let (_, job) = self.submit_job(input).await?;
+        let (_, item) = self.admit(input).await?;
+        let job = item.job.clone();
+        self.shared.enqueue(item);
         self.wait_job(&job, None).await
     }
 
@@ -590,7 +627,8 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
         s.grace_over.store(true, Ordering::Release);
         s.cancel_all.cancel();
         s.stop.cancel();
-        let queued: Vec<_> = lock(&s.pending).drain(..).collect();
+        s.stop_workers();
+        let queued: Vec<_> = lock(&s.pending).items.drain(..).collect();
         let now = s.stamp_now();
         for p in queued {
             if let Err(e) = s.finish(&p.job, Outcome::Canceled, now).await {
@@ -694,72 +732,72 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
 }
 
 impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
-    /// Queues a prediction and makes sure a worker will take it: wakes an idle one, or
-    /// spawns one while fewer than `concurrency` exist.
+    /// Queues a prediction and makes sure a worker will take it: wakes the most
+    /// recently idle worker, or spawns one while fewer than `concurrency` exist.
+    ///
+    /// One worker is woken per push while any is idle; a woken worker that has not
+    /// run yet is off the idle list, so the next push wakes another or spawns one. A
+    /// worker takes predictions until the queue is empty, so with none idle and the
+    /// cap reached, the busy ones will come to this one.
     fn enqueue(self: &Arc<Self>, item: Pending<B::Job>) {
-        let waiting = {
-            let mut pending = lock(&self.pending);
-            pending.push_back(item);
-            pending.len()
+        let (waiting, wake, spawn) = {
+            let mut q = lock(&self.pending);
+            q.items.push_back(item);
+            let wake = q.take_idle();
+            let spawn = wake.is_none() && q.workers < self.config.concurrency;
+            let number = q.workers;
+            if spawn {
+                q.workers += 1;
+            }
+            (q.items.len(), wake, spawn.then_some(number))
         };
         if waiting == 1 && self.config.deadline.is_some() {
             self.sweeper_wake.notify_one();
         }
-        // Read after the push's unlock: a worker counts itself idle before its last
-        // look at the queue (see `next_job`), so either that look finds this push or
-        // this read sees the worker idle. One notification per waiting prediction, up
-        // to the idle workers: the `waiting - 1` ahead of this one each woke one
-        // already (a woken worker counts as idle until it runs), and a worker takes
-        // predictions until the queue is empty, so beyond that, and with no idle
-        // worker, nobody needs waking.
-        let idle = self.idle_workers.load(Ordering::Acquire);
-        if waiting <= idle {
-            self.work.notify_one();
-        } else if self.reserve_worker() {
-            self.tasks.spawn(worker(Arc::clone(self)));
+        if let Some(waker) = wake {
+            waker.wake();
+        } else if let Some(number) = spawn {
+            self.tasks.spawn(worker(Arc::clone(self), number));
         }
     }
 
-    fn reserve_worker(&self) -> bool {
-        self.workers
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.config.concurrency).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
     fn pop(&self) -> Option<Pending<B::Job>> {
-        lock(&self.pending).pop_front()
+        lock(&self.pending).items.pop_front()
     }
 
-    /// The next prediction to run, or `None` when the worker should exit.
-    async fn next_job(&self) -> Option<Pending<B::Job>> {
-        loop {
-            if let Some(item) = self.pop() {
-                return Some(item);
+    /// The next prediction for worker `number`, or `None` when it should exit. An
+    /// idle worker sleeps on the idle list until a push takes its waker.
+    async fn next_job(&self, number: usize) -> Option<Pending<B::Job>> {
+        std::future::poll_fn(|cx| {
+            let mut q = lock(&self.pending);
+            if let Some(item) = q.items.pop_front() {
+                return Poll::Ready(Some(item));
             }
-            if self.stop.is_cancelled() {
-                return None;
+            if q.stopping {
+                return Poll::Ready(None);
             }
-            let notified = self.work.notified();
-            tokio::pin!(notified);
-            // Register, and count this worker idle, before the second look: a push
-            // in between is then either found by that look or notified (`enqueue`
-            // notifies only while some worker counts as idle).
-            notified.as_mut().enable();
-            self.idle_workers.fetch_add(1, Ordering::AcqRel);
-            if let Some(item) = self.pop() {
-                self.idle_workers.fetch_sub(1, Ordering::AcqRel);
-                return Some(item);
+            if q.listed.len() <= number {
+                q.listed.resize(number + 1, false);
             }
-            let stopped = tokio::select! {
-                () = notified => false,
-                () = self.stop.cancelled() => true,
-            };
-            self.idle_workers.fetch_sub(1, Ordering::AcqRel);
-            if stopped {
-                return None;
+            if !q.listed[number] {
+                q.listed[number] = true;
+                q.idle.push((number, cx.waker().clone()));
             }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Makes every worker exit once the queue is empty, waking the idle ones.
+    fn stop_workers(&self) {
+        let idle = {
+            let mut q = lock(&self.pending);
+            q.stopping = true;
+            q.listed.fill(false);
+            std::mem::take(&mut q.idle)
+        };
+        for (_, waker) in idle {
+            waker.wake();
         }
     }
 
@@ -827,6 +865,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// a busy worker reads and converts the clock once per prediction instead of twice.
 async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
     shared: Arc<Shared<M, B>>,
+    number: usize,
 ) {
     // A stamp still current: the last prediction's completion, if this worker has
     // not waited for work since.
@@ -836,7 +875,7 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
     loop {
         let item = match shared.pop() {
             Some(item) => item,
-            None => match shared.next_job().await {
+            None => match shared.next_job(number).await {
                 Some(item) => {
                     now = None;
                     item
@@ -907,7 +946,7 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
         }
         now = Some(completed);
     }
-    shared.workers.fetch_sub(1, Ordering::AcqRel);
+    lock(&shared.pending).workers -= 1;
 }
 
 /// Fails queued predictions whose deadline passes before a worker takes them. One
@@ -923,8 +962,8 @@ async fn deadline_sweeper<M: Model, B: Backend<Input = M::Input, Output = M::Out
         let next = {
             let mut pending = lock(&shared.pending);
             loop {
-                match pending.front().and_then(|p| p.deadline) {
-                    Some(at) if at <= now => expired.extend(pending.pop_front()),
+                match pending.items.front().and_then(|p| p.deadline) {
+                    Some(at) if at <= now => expired.extend(pending.items.pop_front()),
                     other => break other,
                 }
             }
@@ -967,9 +1006,14 @@ async fn purge_loop<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
             }
         };
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
             () = tokio::time::sleep_until(next) => {}
         }
+    }
+    // The last handle dropped (or shutdown): idle workers sleep on the work queue's
+    // idle list, not on `stop`, so they are woken here to exit.
+    if let Some(shared) = shared.upgrade() {
+        shared.stop_workers();
     }
 }
 
@@ -1018,5 +1062,68 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Subscription<M,
             }
             changed.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use super::*;
+    use crate::MockModel;
+
+    fn idle_numbers<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
+        queue: &JobQueue<M, B>,
+    ) -> Vec<usize> {
+        lock(&queue.shared.pending)
+            .idle
+            .iter()
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    /// A worker polled again while still on the idle list (woken by something other
+    /// than a push, say a stale wake-up from its last prediction) is not listed
+    /// twice: a second entry would later take a push's wake-up to a busy worker.
+    #[tokio::test]
+    async fn a_worker_polled_twice_while_idle_is_listed_once() {
+        let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
+        let mut next = pin!(queue.shared.next_job(0));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(idle_numbers(&queue), [0]);
+    }
+
+    /// The most recently idle worker is woken first; its waker leaves the list, so
+    /// the next push wakes another.
+    #[tokio::test]
+    async fn the_most_recently_idle_worker_is_woken_first() {
+        let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = pin!(queue.shared.next_job(0));
+        let mut second = pin!(queue.shared.next_job(1));
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(idle_numbers(&queue), [0, 1]);
+        queue.submit("x".to_owned()).await.expect("admitted");
+        assert_eq!(idle_numbers(&queue), [0]);
+        // The woken one finds the prediction; the other would find nothing.
+        assert!(second.as_mut().poll(&mut cx).is_ready());
+        queue.submit("y".to_owned()).await.expect("admitted");
+        assert_eq!(idle_numbers(&queue), Vec::<usize>::new());
+    }
+
+    /// Stopping wakes every idle worker, and they then exit (`None`).
+    #[tokio::test]
+    async fn stopping_releases_idle_workers() {
+        let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut next = pin!(queue.shared.next_job(0));
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        queue.shared.stop_workers();
+        assert_eq!(idle_numbers(&queue), Vec::<usize>::new());
+        assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(None)));
     }
 }

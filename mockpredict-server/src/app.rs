@@ -4,8 +4,10 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -408,10 +410,17 @@ where
         )?;
         // A body that trickles in or stalls must not hold the connection (and a
         // connection slot) forever: it gets the same limit as the headers.
+        // A body that came with its headers (the usual case) is read at the first
+        // poll, with no timer and no clock read for it.
         let limit = self.inner.config.header_read_timeout.min(FOREVER);
-        let bytes = tokio::time::timeout(limit, read_body(req, self.inner.config.max_body))
-            .await
-            .map_err(|_| ApiError::RequestTimeout { after: limit })??;
+        let mut read = std::pin::pin!(read_body(req, self.inner.config.max_body));
+        let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+        let bytes = match first {
+            Poll::Ready(bytes) => bytes?,
+            Poll::Pending => tokio::time::timeout(limit, read)
+                .await
+                .map_err(|_| ApiError::RequestTimeout { after: limit })??,
+        };
         let input: M::Input = parse_input(&bytes)?;
         let id = self.inner.queue.submit(input).await.map_err(|e| {
             if matches!(e, mockpredict_core::Error::QueueFull { .. }) {

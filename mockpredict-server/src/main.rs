@@ -23,11 +23,18 @@ const EXIT_FORCED: i32 = 130;
 ///
 /// The original service's API (GET /, POST /predictions/predict, GET
 /// /predictions/predict/{id}) plus cancel, events, health, metrics and OpenAPI. Every
-/// flag can also be set by an environment variable MOCKPREDICT_<FLAG>. Logs go to
+/// flag can also be set by an environment variable MOCKPREDICT_<FLAG>; a flag given
+/// twice takes its last value (so a wrapper's defaults can be overridden). Logs go to
 /// stderr; RUST_LOG filters them (default info). On SIGTERM or SIGINT the server
 /// drains and exits 0; a second signal exits 130 at once.
 #[derive(Debug, Parser)]
-#[command(name = "mockpredict-server", version, about, max_term_width = 100)]
+#[command(
+    name = "mockpredict-server",
+    version,
+    about,
+    max_term_width = 100,
+    args_override_self = true
+)]
 struct Flags {
     /// Address to listen on; port 0 picks a free port (the log says which).
     #[arg(long, env = "MOCKPREDICT_BIND", default_value = "127.0.0.1:8000")]

@@ -1,7 +1,9 @@
 //! [`MemoryBackend`]: prediction records in one process's memory, as `Arc`s, never
 //! serialized.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::HashTable;
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -178,37 +180,25 @@ const SHARDS: usize = 32;
 /// [`MemoryBackend::shard_size`]).
 const SHARD_PRESIZE_MAX: usize = 4096;
 
-/// Prediction IDs are random v4 UUIDs that only the queue creates, and
-/// `PredictionId` hashes as one folded `u64` of them: already a uniform hash, so no
-/// need for SipHash, and no hash-flooding risk since clients cannot choose inserted
-/// keys.
-#[derive(Debug, Default, Clone, Copy)]
-struct IdHasher(u64);
+/// A shard: the records themselves, found by their ID's hash. Each slot is one
+/// pointer (8 bytes, where a map from ID to record takes 24): at 100,000 retained
+/// predictions the tables are a third the size and stay in a 2 MiB L2 cache, and the
+/// insert at submit and the removal at eviction, both random accesses, mostly hit it.
+/// The ID to compare is in the record, which a lookup reads next anyway; an eviction
+/// compares pointers and does not read it.
+type Shard<I, O> = Mutex<HashTable<Arc<Entry<I, O>>>>;
 
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not reached for `PredictionId`; correct (FNV-1a) for anything else.
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
+/// The hash of an ID. Prediction IDs are random v4 UUIDs that only the queue
+/// creates, so the folded halves are already a uniform hash (no SipHash needed), and
+/// clients cannot choose inserted keys (no hash-flooding risk).
+fn id_hash(id: &PredictionId) -> u64 {
+    let (hi, lo) = id.as_uuid().as_u64_pair();
+    hi ^ lo
 }
 
-type IdMap<V> = HashMap<PredictionId, V, std::hash::BuildHasherDefault<IdHasher>>;
-
-type Shard<I, O> = Mutex<IdMap<Arc<Entry<I, O>>>>;
-
 fn shard_of(id: &PredictionId) -> usize {
-    // Byte 11 is random and is not among the bits the map's own hash uses for the
-    // bucket (bytes 7 and 15) or its tag (bytes 0 and 8).
+    // Byte 11 is random and is not among the bits the table uses for the bucket
+    // (the low bits: bytes 7 and 15) or its tag (the top 7 bits: bytes 0 and 8).
     id.as_uuid().as_bytes()[11] as usize & (SHARDS - 1)
 }
 
@@ -256,7 +246,7 @@ impl<I, O> MemoryBackend<I, O> {
             max_retained,
             shard_size: Self::shard_size(max_retained),
             anchor: Anchor::now(),
-            shards: std::array::from_fn(|_| Mutex::new(IdMap::default())),
+            shards: std::array::from_fn(|_| Mutex::new(HashTable::new())),
             finished: Mutex::new(VecDeque::new()),
         }
     }
@@ -276,8 +266,15 @@ impl<I, O> MemoryBackend<I, O> {
         lock(&self.finished).len()
     }
 
-    fn forget(&self, entry: &Entry<I, O>) {
-        lock(&self.shards[shard_of(&entry.id)]).remove(&entry.id);
+    /// Removes `entry` from its shard (found by pointer, without reading it again),
+    /// and returns the shard's handle so that the caller frees the record after the
+    /// lock is released.
+    fn forget(&self, entry: &Arc<Entry<I, O>>) -> Option<Arc<Entry<I, O>>> {
+        let mut shard = lock(&self.shards[shard_of(&entry.id)]);
+        match shard.find_entry(id_hash(&entry.id), |e| Arc::ptr_eq(e, entry)) {
+            Ok(found) => Some(found.remove().0),
+            Err(_) => None,
+        }
     }
 }
 
@@ -349,15 +346,15 @@ where
         if shard.capacity() == 0 {
             // Sized at first use rather than in `new`: a builder may make a backend
             // and replace it before use.
-            shard.reserve(self.shard_size);
+            shard.reserve(self.shard_size, |e| id_hash(&e.id));
         }
-        shard.insert(id, Arc::clone(&entry));
+        shard.insert_unique(id_hash(&id), Arc::clone(&entry), |e| id_hash(&e.id));
         Ok(MemoryJob(entry))
     }
 
     async fn lookup(&self, id: PredictionId) -> Result<Option<Self::Job>> {
         Ok(lock(&self.shards[shard_of(&id)])
-            .get(&id)
+            .find(id_hash(&id), |e| e.id == id)
             .cloned()
             .map(MemoryJob))
     }
