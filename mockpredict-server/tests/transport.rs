@@ -471,6 +471,44 @@ async fn binary_reads_env_flags_logs_json_and_exits_0_on_sigint() {
 }
 
 #[tokio::test]
+async fn binary_flag_given_twice_takes_its_last_value() {
+    // So that a wrapper (a benchmark, a compose file) can override its own defaults.
+    let mut server = spawn_server(
+        &[
+            "--bind",
+            "127.0.0.1:1",
+            "--api-token",
+            "first",
+            "--bind",
+            "127.0.0.1:0",
+            "--api-token",
+            "second",
+        ],
+        &[],
+    )
+    .await;
+    assert_ne!(server.addr, "127.0.0.1:1", "the last --bind wins");
+    let metrics = format!("http://{}/metrics", server.addr);
+    for (token, expected) in [("first", StatusCode::UNAUTHORIZED), ("second", StatusCode::OK)] {
+        let bearer = format!("Bearer {token}");
+        let r = common::send(
+            http::Method::GET,
+            &metrics,
+            &[("authorization", bearer.as_str())],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, expected, "token {token}");
+    }
+    server.signal("TERM");
+    let status = timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .expect("exited in time")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
 async fn binary_access_lines_arrive_while_it_runs() {
     let mut server = spawn_server(&["--bind", "127.0.0.1:0", "--latency", "5ms"], &[]).await;
     let mut log = server.log.take().expect("log");
