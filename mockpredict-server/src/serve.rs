@@ -7,8 +7,9 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +18,7 @@ use hyper::body::{Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use mockpredict_core::backend::Backend;
 use mockpredict_core::{Model, ShutdownReport};
 use serde::Serialize;
@@ -25,6 +26,8 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::FOREVER;
 use crate::{App, Body, Result};
@@ -65,7 +68,10 @@ where
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)));
-    let graceful = GracefulShutdown::new();
+    // Told to connections when the drain starts; the tracker counts them and says
+    // when the last one has closed.
+    let draining = CancellationToken::new();
+    let connections = TaskTracker::new();
     // At least one, as the setter ensures: with zero (set through the public field)
     // the server would never accept a connection.
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
@@ -98,10 +104,10 @@ where
             tracing::debug!(error = %e, "set_nodelay failed");
         }
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let draining = draining.clone();
         let app = app.clone();
         let header_timeout = config.header_read_timeout;
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _slot = slot;
             // Idle from the accept on: the first byte's wait counts toward the limit.
             let activity = Arc::new(Activity::new());
@@ -129,35 +135,40 @@ where
                 })
             };
             let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                // The connection first, without select's random start (a thread-local
-                // RNG draw on every wake-up): the idle timer rarely fires.
-                biased;
-                done = watcher.watch(conn.into_owned()) => {
-                    if let Err(e) = done {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
+            // The drain, and the idle limit: hyper closes an idle HTTP/1.1 keep-alive
+            // connection only with its header-read timer (off, see above), and an
+            // HTTP/2 one lives as long as its client answers pings: without this, idle
+            // clients could hold every slot.
+            let watch = async {
+                tokio::select! {
+                    biased;
+                    () = draining.cancelled() => Watched::Drain,
+                    () = activity.idle_for(header_timeout) => Watched::Idle,
                 }
-                // hyper closes an idle HTTP/1.1 keep-alive connection itself (the
-                // header-read timeout), but an HTTP/2 one lives as long as its client
-                // answers pings: without this, idle clients could hold every slot.
-                () = activity.idle_for(header_timeout) => {
-                    tracing::debug!(%peer, "closing an idle connection");
+            };
+            match drive(conn, watch).await {
+                Ended::Closed(Ok(())) => {}
+                Ended::Closed(Err(e)) => {
+                    let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
+                Ended::Idle => tracing::debug!(%peer, "closing an idle connection"),
             }
         });
     }
     let started = Instant::now();
     app.drain();
     drop(listener);
+    draining.cancel();
+    connections.close();
     tracing::info!(
-        connections = graceful.count(),
+        connections = connections.len(),
         timeout = %humantime::format_duration(config.shutdown_timeout),
         "shutting down: listener closed, waiting for in-flight requests"
     );
     let deadline = started + config.shutdown_timeout.min(FOREVER);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = connections.wait() => tracing::info!("all connections closed"),
         () = tokio::time::sleep_until(deadline) => {
             tracing::warn!("shutdown timeout reached with connections still open");
         }
@@ -167,6 +178,106 @@ where
         .shutdown(deadline.saturating_duration_since(Instant::now()))
         .await;
     Ok(report)
+}
+
+/// What ended a connection's watch.
+enum Watched {
+    /// The server started draining: the connection finishes what it has in flight.
+    Drain,
+    /// No request in flight for the idle limit.
+    Idle,
+}
+
+/// How a connection ended.
+enum Ended<E> {
+    /// hyper finished it (the client closed, or the drain completed it).
+    Closed(Result<(), E>),
+    /// Closed for idleness.
+    Idle,
+}
+
+/// Drives `conn` while `watch` watches for the drain and the idle limit.
+///
+/// The connection is polled on every wake-up of its task; the watchers only when
+/// one of them woke it. A `select!` over the three would poll the drain's and the
+/// idle timer's futures on every wake-up too (~600 instructions per request,
+/// BENCHMARKS.md): they are polled with a waker of their own that raises a flag and
+/// then wakes the task.
+async fn drive<C>(conn: C, watch: impl Future<Output = Watched>) -> Ended<C::Error>
+where
+    C: GracefulConnection,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut watch = std::pin::pin!(watch);
+    let flag = Arc::new(WatchFlag {
+        // Raised: the first poll registers the watchers.
+        raised: AtomicBool::new(true),
+        task: Mutex::new(None),
+    });
+    let flag_waker = Waker::from(Arc::clone(&flag));
+    let mut watching = true;
+    // The task waker the flag holds, kept here too so that checking it takes no lock.
+    let mut task: Option<Waker> = None;
+    std::future::poll_fn(|cx| {
+        if watching && flag.lower(&mut task, cx.waker()) {
+            match watch.as_mut().poll(&mut Context::from_waker(&flag_waker)) {
+                Poll::Ready(Watched::Idle) => return Poll::Ready(Ended::Idle),
+                Poll::Ready(Watched::Drain) => {
+                    // In-flight requests finish; an idle keep-alive connection closes
+                    // now; HTTP/2 sends GOAWAY.
+                    watching = false;
+                    conn.as_mut().graceful_shutdown();
+                }
+                Poll::Pending => {}
+            }
+        }
+        conn.as_mut().poll(cx).map(Ended::Closed)
+    })
+    .await
+}
+
+/// The watchers' waker: raises the flag, then wakes the connection's task.
+struct WatchFlag {
+    raised: AtomicBool,
+    /// The connection task's waker, as of its last poll.
+    task: Mutex<Option<Waker>>,
+}
+
+impl WatchFlag {
+    /// Makes sure the flag holds the task's current waker (`held` is the caller's
+    /// copy of the one it holds: a task's waker rarely changes, so this rarely takes
+    /// the lock), then lowers the flag and says whether it was raised. In this order,
+    /// a watcher that fires after the flag is read wakes the task with a current
+    /// waker, and the next poll sees the flag.
+    fn lower(&self, held: &mut Option<Waker>, current: &Waker) -> bool {
+        if !held.as_ref().is_some_and(|w| w.will_wake(current)) {
+            *self
+                .task
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(current.clone());
+            *held = Some(current.clone());
+        }
+        // A load first: the flag is rarely raised, and a read is cheaper than a swap.
+        self.raised.load(Ordering::Acquire) && self.raised.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Wake for WatchFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.raised.store(true, Ordering::Release);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
 }
 
 /// What a connection is doing: how many of its requests are in flight (until their

@@ -270,6 +270,46 @@ async fn graceful_shutdown_finishes_an_in_flight_sync_prediction() {
 }
 
 #[tokio::test]
+async fn the_drain_closes_idle_connections_at_once() {
+    // Idle limit 30 s: only the drain can close these within the test's seconds.
+    let config = ServerConfig::default().header_read_timeout(Duration::from_secs(30));
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    // An HTTP/1.1 keep-alive connection, idle after one request.
+    let mut h1 = TcpStream::connect(s.addr).await.expect("connect");
+    h1.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = h1.read(&mut buf).await.expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // An HTTP/2 connection, idle after one request.
+    let tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    let h2 = tokio::spawn(conn);
+    let req = Request::get(format!("http://{}/healthz", s.addr))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    drop(resp);
+    let began = Instant::now();
+    let report = timeout(Duration::from_secs(5), s.shutdown())
+        .await
+        .expect("the drain did not wait for idle connections");
+    assert!(report.drained);
+    let closed = timeout(Duration::from_secs(5), h1.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "HTTP/1.1: {closed:?}");
+    assert!(
+        timeout(Duration::from_secs(5), h2).await.is_ok(),
+        "HTTP/2: the connection was closed"
+    );
+    assert!(began.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
 async fn a_shutdown_timeout_of_forever_still_shuts_down() {
     let config = ServerConfig::default().shutdown_timeout(Duration::MAX);
     let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
@@ -489,7 +529,10 @@ async fn binary_flag_given_twice_takes_its_last_value() {
     .await;
     assert_ne!(server.addr, "127.0.0.1:1", "the last --bind wins");
     let metrics = format!("http://{}/metrics", server.addr);
-    for (token, expected) in [("first", StatusCode::UNAUTHORIZED), ("second", StatusCode::OK)] {
+    for (token, expected) in [
+        ("first", StatusCode::UNAUTHORIZED),
+        ("second", StatusCode::OK),
+    ] {
         let bearer = format!("Bearer {token}");
         let r = common::send(
             http::Method::GET,
