@@ -149,7 +149,6 @@ where
             match drive(conn, watch).await {
                 Ended::Closed(Ok(())) => {}
                 Ended::Closed(Err(e)) => {
-                    let e: Box<dyn std::error::Error + Send + Sync> = e.into();
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
                 Ended::Idle => tracing::debug!(%peer, "closing an idle connection"),
