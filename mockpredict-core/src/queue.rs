@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crossbeam_utils::CachePadded;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -214,19 +215,22 @@ struct Shared<M: Model, B: Backend> {
     backend: B,
     config: QueueConfig,
     observer: Option<Arc<dyn Observer>>,
+    // Cache lines: what submitting and running write on every prediction sits on
+    // lines of its own (`CachePadded`), apart from each other and from the
+    // read-mostly fields, so the submitting thread and a worker's thread do not
+    // pass lines back and forth for writes the other never reads.
     /// Predictions waiting for a worker, and the workers waiting for predictions. A
     /// std mutex: nothing awaits under it.
-    pending: Mutex<WorkQueue<B::Job>>,
+    pending: CachePadded<Mutex<WorkQueue<B::Job>>>,
     /// Wakes the deadline sweeper when the pending queue stops being empty.
     sweeper_wake: Notify,
-    /// Queued + processing; `submit` reserves a slot with a fetch_add.
-    admitted: AtomicUsize,
-    processing: AtomicUsize,
-    submitted_total: AtomicU64,
-    rejected_total: AtomicU64,
-    finished_total: [AtomicU64; 3],
-    /// Exponentially weighted model time in nanoseconds, for `Retry-After` hints.
-    model_time_ewma: AtomicU64,
+    /// Queued + processing; `submit` reserves a slot with a fetch_add, the terminal
+    /// transition frees it.
+    admitted: CachePadded<AtomicUsize>,
+    /// Written by submits.
+    submits: CachePadded<SubmitCounters>,
+    /// Written by workers (and cancels).
+    runs: CachePadded<RunCounters>,
     closing: AtomicBool,
     /// Woken when `admitted` reaches zero (shutdown's drain).
     idle: Notify,
@@ -239,6 +243,23 @@ struct Shared<M: Model, B: Backend> {
     /// purge and the sweeper exit.
     stop: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// Counters that submits write.
+#[derive(Default)]
+struct SubmitCounters {
+    submitted_total: AtomicU64,
+    rejected_total: AtomicU64,
+}
+
+/// Counters that running predictions write.
+#[derive(Default)]
+struct RunCounters {
+    processing: AtomicUsize,
+    /// Succeeded, failed, canceled.
+    finished_total: [AtomicU64; 3],
+    /// Exponentially weighted model time in nanoseconds, for `Retry-After` hints.
+    model_time_ewma: AtomicU64,
 }
 
 /// Admitted predictions waiting for a worker, and the idle workers, under one lock:
@@ -361,15 +382,12 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder
             model: self.model,
             backend: self.backend,
             config: self.config,
-            pending: Mutex::new(WorkQueue::new()),
+            pending: CachePadded::new(Mutex::new(WorkQueue::new())),
             sweeper_wake: Notify::new(),
             observer: self.observer,
-            admitted: AtomicUsize::new(0),
-            processing: AtomicUsize::new(0),
-            submitted_total: AtomicU64::new(0),
-            rejected_total: AtomicU64::new(0),
-            finished_total: Default::default(),
-            model_time_ewma: AtomicU64::new(0),
+            admitted: CachePadded::new(AtomicUsize::new(0)),
+            submits: CachePadded::default(),
+            runs: CachePadded::default(),
             closing: AtomicBool::new(false),
             idle: Notify::new(),
             cancel_all: CancellationToken::new(),
@@ -448,7 +466,10 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
         let capacity = shared.config.capacity;
         if shared.admitted.fetch_add(1, Ordering::AcqRel) >= capacity {
             shared.release_slot();
-            shared.rejected_total.fetch_add(1, Ordering::Relaxed);
+            shared
+                .submits
+                .rejected_total
+                .fetch_add(1, Ordering::Relaxed);
             return Err(Error::QueueFull {
                 capacity,
                 retry_after: shared.retry_after(),
@@ -465,7 +486,10 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
                 return Err(e);
             }
         };
-        shared.submitted_total.fetch_add(1, Ordering::Relaxed);
+        shared
+            .submits
+            .submitted_total
+            .fetch_add(1, Ordering::Relaxed);
         // A deadline too long to represent is no deadline.
         let deadline = shared.config.deadline.and_then(|d| now.checked_add(d));
         tracing::trace!(prediction_id = %id, "admitted");
@@ -586,18 +610,18 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
         let admitted = s.admitted.load(Ordering::Acquire).min(s.config.capacity);
-        let processing = s.processing.load(Ordering::Acquire);
+        let processing = s.runs.processing.load(Ordering::Acquire);
         Stats {
             queued: admitted.saturating_sub(processing),
             processing,
             retained: s.backend.retained(),
             capacity: s.config.capacity,
             concurrency: s.config.concurrency,
-            submitted_total: s.submitted_total.load(Ordering::Relaxed),
-            rejected_total: s.rejected_total.load(Ordering::Relaxed),
-            succeeded_total: s.finished_total[0].load(Ordering::Relaxed),
-            failed_total: s.finished_total[1].load(Ordering::Relaxed),
-            canceled_total: s.finished_total[2].load(Ordering::Relaxed),
+            submitted_total: s.submits.submitted_total.load(Ordering::Relaxed),
+            rejected_total: s.submits.rejected_total.load(Ordering::Relaxed),
+            succeeded_total: s.runs.finished_total[0].load(Ordering::Relaxed),
+            failed_total: s.runs.finished_total[1].load(Ordering::Relaxed),
+            canceled_total: s.runs.finished_total[2].load(Ordering::Relaxed),
             shutting_down: s.closing.load(Ordering::Acquire),
         }
     }
@@ -654,8 +678,8 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
 
     fn retry_after(&self) -> Duration {
         // One slot frees roughly every (model time / running) on average.
-        let ewma = Duration::from_nanos(self.model_time_ewma.load(Ordering::Relaxed));
-        let running = self.processing.load(Ordering::Relaxed).max(1) as u32;
+        let ewma = Duration::from_nanos(self.runs.model_time_ewma.load(Ordering::Relaxed));
+        let running = self.runs.processing.load(Ordering::Relaxed).max(1) as u32;
         (ewma / running).max(Duration::from_secs(1))
     }
 
@@ -686,14 +710,14 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
     /// the terminal status (see `Backend::finish`): counters and the capacity slot.
     fn on_applied(&self, done: &Finished) {
         if done.previous == Status::Processing {
-            self.processing.fetch_sub(1, Ordering::AcqRel);
+            self.runs.processing.fetch_sub(1, Ordering::AcqRel);
         }
         let idx = match done.status {
             Status::Succeeded => 0,
             Status::Failed => 1,
             _ => 2,
         };
-        self.finished_total[idx].fetch_add(1, Ordering::Relaxed);
+        self.runs.finished_total[idx].fetch_add(1, Ordering::Relaxed);
         self.release_slot();
     }
 
@@ -701,13 +725,13 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
     /// waiters.
     fn on_finished(&self, job: &B::Job, done: &Finished) {
         if let Some(t) = done.predict_time {
-            let old = self.model_time_ewma.load(Ordering::Relaxed);
+            let old = self.runs.model_time_ewma.load(Ordering::Relaxed);
             let new = if old == 0 {
                 t.as_nanos() as u64
             } else {
                 (old / 8) * 7 + (t.as_nanos() as u64) / 8
             };
-            self.model_time_ewma.store(new, Ordering::Relaxed);
+            self.runs.model_time_ewma.store(new, Ordering::Relaxed);
         }
         if let Some(observer) = &self.observer {
             observer.on_finish(done);
@@ -895,7 +919,7 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
         let started = now.unwrap_or_else(|| shared.stamp_now());
         match shared.backend.start(job, started).await {
             Ok(true) => {
-                shared.processing.fetch_add(1, Ordering::AcqRel);
+                shared.runs.processing.fetch_add(1, Ordering::AcqRel);
             }
             // Canceled or timed out while queued.
             Ok(false) => {

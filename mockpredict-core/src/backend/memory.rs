@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -214,11 +215,13 @@ pub struct MemoryBackend<I, O> {
     anchor: Anchor,
     /// Every retained prediction, sharded by ID so that submits and lookups on
     /// different threads rarely meet on one lock.
-    shards: [Shard<I, O>; SHARDS],
+    /// Each on cache lines of its own: a submit inserting into one shard and a
+    /// worker evicting from another do not contend for a line.
+    shards: [CachePadded<Shard<I, O>>; SHARDS],
     /// Finished predictions in completion order. The TTL is the same for all, so
     /// completion order is expiry order and the front is always the next to expire.
     /// Lock order: `finished`, then a shard.
-    finished: Mutex<VecDeque<Arc<Entry<I, O>>>>,
+    finished: CachePadded<Mutex<VecDeque<Arc<Entry<I, O>>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -246,8 +249,8 @@ impl<I, O> MemoryBackend<I, O> {
             max_retained,
             shard_size: Self::shard_size(max_retained),
             anchor: Anchor::now(),
-            shards: std::array::from_fn(|_| Mutex::new(HashTable::new())),
-            finished: Mutex::new(VecDeque::new()),
+            shards: std::array::from_fn(|_| CachePadded::new(Mutex::new(HashTable::new()))),
+            finished: CachePadded::new(Mutex::new(VecDeque::new())),
         }
     }
 
