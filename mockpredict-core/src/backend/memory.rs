@@ -192,6 +192,9 @@ type Shard<I, O> = Mutex<HashTable<Arc<Entry<I, O>>>>;
 /// The hash of an ID. Prediction IDs are random v4 UUIDs that only the queue
 /// creates, so the folded halves are already a uniform hash (no SipHash needed), and
 /// clients cannot choose inserted keys (no hash-flooding risk).
+/// Finished records in completion order.
+type Retained<I, O> = VecDeque<Arc<Entry<I, O>>>;
+
 fn id_hash(id: &PredictionId) -> u64 {
     let (hi, lo) = id.as_uuid().as_u64_pair();
     hi ^ lo
@@ -221,7 +224,7 @@ pub struct MemoryBackend<I, O> {
     /// Finished predictions in completion order. The TTL is the same for all, so
     /// completion order is expiry order and the front is always the next to expire.
     /// Lock order: `finished`, then a shard.
-    finished: CachePadded<Mutex<VecDeque<Arc<Entry<I, O>>>>>,
+    finished: CachePadded<Mutex<Retained<I, O>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
