@@ -189,12 +189,12 @@ const SHARD_PRESIZE_MAX: usize = 4096;
 /// compares pointers and does not read it.
 type Shard<I, O> = Mutex<HashTable<Arc<Entry<I, O>>>>;
 
-/// The hash of an ID. Prediction IDs are random v4 UUIDs that only the queue
-/// creates, so the folded halves are already a uniform hash (no SipHash needed), and
-/// clients cannot choose inserted keys (no hash-flooding risk).
 /// Finished records in completion order.
 type Retained<I, O> = VecDeque<Arc<Entry<I, O>>>;
 
+/// The hash of an ID. Prediction IDs are random v4 UUIDs that only the queue
+/// creates, so the folded halves are already a uniform hash (no SipHash needed), and
+/// clients cannot choose inserted keys (no hash-flooding risk).
 fn id_hash(id: &PredictionId) -> u64 {
     let (hi, lo) = id.as_uuid().as_u64_pair();
     hi ^ lo
