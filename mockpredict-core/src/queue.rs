@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crossbeam_utils::CachePadded;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backend::{Backend, Finished, MemoryBackend};
@@ -187,7 +187,7 @@ where
 {
     shared: Arc<Shared<M, B>>,
     /// Stops the background purge when the last handle drops.
-    _guard: Arc<DropGuard>,
+    _guard: Arc<StopOnDrop<M, B>>,
 }
 
 impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Clone for JobQueue<M, B> {
@@ -207,6 +207,22 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> std::fmt::Debug
             .field("model", &self.shared.model.name())
             .field("config", &self.shared.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// Held by every handle: when the last one drops, the background tasks stop (the
+/// purge and the sweeper watch `stop`) and idle workers are woken to exit.
+struct StopOnDrop<M: Model, B: Backend> {
+    stop: CancellationToken,
+    shared: std::sync::Weak<Shared<M, B>>,
+}
+
+impl<M: Model, B: Backend> Drop for StopOnDrop<M, B> {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(shared) = self.shared.upgrade() {
+            stop_workers(&shared.pending);
+        }
     }
 }
 
@@ -280,9 +296,10 @@ struct WorkQueue<J> {
     /// Whether each worker (by number) is in `idle`: a worker polled again before
     /// its waker was taken (woken by something else) must not be listed twice.
     listed: Vec<bool>,
-    /// Workers alive. A worker's number is the count when it was spawned; workers
-    /// exit only once `stopping` is set, after which `listed` is no longer used, so a
-    /// number reused then is harmless.
+    /// Numbers of workers that have exited, for reuse: numbers stay unique among
+    /// live workers, and `listed` no longer than the most that ever lived at once.
+    free: Vec<usize>,
+    /// Workers alive.
     workers: usize,
     /// Set when workers must exit: shutdown, or the last handle dropped.
     stopping: bool,
@@ -294,6 +311,7 @@ impl<J> WorkQueue<J> {
             items: VecDeque::new(),
             idle: Vec::new(),
             listed: Vec::new(),
+            free: Vec::new(),
             workers: 0,
             stopping: false,
         }
@@ -304,6 +322,42 @@ impl<J> WorkQueue<J> {
         let (n, waker) = self.idle.pop()?;
         self.listed[n] = false;
         Some(waker)
+    }
+
+    /// A number for a new worker, counted as alive.
+    fn hire(&mut self) -> usize {
+        self.workers += 1;
+        self.free.pop().unwrap_or_else(|| {
+            self.listed.push(false);
+            self.listed.len() - 1
+        })
+    }
+
+    /// Worker `number` exits: not listed, not counted, its number free.
+    fn retire(&mut self, number: usize) {
+        if self.listed[number] {
+            self.unlist(number);
+        }
+        self.workers -= 1;
+        self.free.push(number);
+    }
+
+    /// Takes worker `number` off the idle list (a rare path: a scan).
+    fn unlist(&mut self, number: usize) {
+        if let Some(at) = self.idle.iter().position(|(n, _)| *n == number) {
+            self.idle.remove(at);
+        }
+        self.listed[number] = false;
+    }
+
+    /// Keeps worker `number`'s entry, with `waker` if the listed one would not wake
+    /// the same task (a rare path: a scan).
+    fn relist(&mut self, number: usize, waker: &Waker) {
+        if let Some((_, listed)) = self.idle.iter_mut().find(|(n, _)| *n == number) {
+            if !listed.will_wake(waker) {
+                listed.clone_from(waker);
+            }
+        }
     }
 }
 
@@ -403,9 +457,13 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder
                 .tasks
                 .spawn(deadline_sweeper(Arc::clone(&shared), stop.clone()));
         }
+        let guard = StopOnDrop {
+            stop,
+            shared: Arc::downgrade(&shared),
+        };
         Ok(JobQueue {
             shared,
-            _guard: Arc::new(stop.drop_guard()),
+            _guard: Arc::new(guard),
         })
     }
 }
@@ -734,7 +792,13 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
             self.runs.model_time_ewma.store(new, Ordering::Relaxed);
         }
         if let Some(observer) = &self.observer {
-            observer.on_finish(done);
+            // An observer that panics must not keep the waiters asleep or take the
+            // worker down with it.
+            let told = std::panic::catch_unwind(AssertUnwindSafe(|| observer.on_finish(done)));
+            if let Err(panic) = told {
+                let err = PredictionError::panic(&*panic);
+                tracing::error!(message = %err, "an observer panicked");
+            }
         }
         self.backend.wake(job);
     }
@@ -768,12 +832,8 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
             let mut q = lock(&self.pending);
             q.items.push_back(item);
             let wake = q.take_idle();
-            let spawn = wake.is_none() && q.workers < self.config.concurrency;
-            let number = q.workers;
-            if spawn {
-                q.workers += 1;
-            }
-            (q.items.len(), wake, spawn.then_some(number))
+            let spawn = (wake.is_none() && q.workers < self.config.concurrency).then(|| q.hire());
+            (q.items.len(), wake, spawn)
         };
         if waiting == 1 && self.config.deadline.is_some() {
             self.sweeper_wake.notify_one();
@@ -789,21 +849,31 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         lock(&self.pending).items.pop_front()
     }
 
-    /// The next prediction for worker `number`, or `None` when it should exit. An
-    /// idle worker sleeps on the idle list until a push takes its waker.
+    /// The next prediction for worker `number`, or `None` when it should exit (its
+    /// slot given back in the same critical section that found the queue empty, so
+    /// a push can never count on a worker that is leaving). An idle worker sleeps on
+    /// the idle list until a push takes its waker.
     async fn next_job(&self, number: usize) -> Option<Pending<B::Job>> {
         std::future::poll_fn(|cx| {
             let mut q = lock(&self.pending);
             if let Some(item) = q.items.pop_front() {
+                if q.listed[number] {
+                    // Polled by something other than a push, and found work: off the
+                    // idle list, or a push would wake this busy worker instead of
+                    // another.
+                    q.unlist(number);
+                }
                 return Poll::Ready(Some(item));
             }
             if q.stopping {
+                q.retire(number);
                 return Poll::Ready(None);
             }
-            if q.listed.len() <= number {
-                q.listed.resize(number + 1, false);
-            }
-            if !q.listed[number] {
+            if q.listed[number] {
+                // Still listed (polled by something other than a push): keep one
+                // entry, with the current waker.
+                q.relist(number, cx.waker());
+            } else {
                 q.listed[number] = true;
                 q.idle.push((number, cx.waker().clone()));
             }
@@ -814,15 +884,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
 
     /// Makes every worker exit once the queue is empty, waking the idle ones.
     fn stop_workers(&self) {
-        let idle = {
-            let mut q = lock(&self.pending);
-            q.stopping = true;
-            q.listed.fill(false);
-            std::mem::take(&mut q.idle)
-        };
-        for (_, waker) in idle {
-            waker.wake();
-        }
+        stop_workers(&self.pending);
     }
 
     /// Runs a model call that did not answer at its first poll to its end, or until
@@ -891,6 +953,10 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
     shared: Arc<Shared<M, B>>,
     number: usize,
 ) {
+    let _slot = SlotOnPanic {
+        pending: &shared.pending,
+        number,
+    };
     // A stamp still current: the last prediction's completion, if this worker has
     // not waited for work since.
     let mut now = None;
@@ -970,7 +1036,34 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
         }
         now = Some(completed);
     }
-    lock(&shared.pending).workers -= 1;
+}
+
+/// Makes every worker exit once the queue is empty, waking the idle ones.
+fn stop_workers<J>(pending: &Mutex<WorkQueue<J>>) {
+    let idle = {
+        let mut q = lock(pending);
+        q.stopping = true;
+        q.listed.fill(false);
+        std::mem::take(&mut q.idle)
+    };
+    for (_, waker) in idle {
+        waker.wake();
+    }
+}
+
+/// Gives a worker's slot and number back if the worker panics (in an observer's or
+/// a backend's code): a normal exit gives them back in `next_job`.
+struct SlotOnPanic<'a, J> {
+    pending: &'a Mutex<WorkQueue<J>>,
+    number: usize,
+}
+
+impl<J> Drop for SlotOnPanic<'_, J> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(self.pending).retire(self.number);
+        }
+    }
 }
 
 /// Fails queued predictions whose deadline passes before a worker takes them. One
@@ -1030,14 +1123,9 @@ async fn purge_loop<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
             }
         };
         tokio::select! {
-            () = stop.cancelled() => break,
+            () = stop.cancelled() => return,
             () = tokio::time::sleep_until(next) => {}
         }
-    }
-    // The last handle dropped (or shutdown): idle workers sleep on the work queue's
-    // idle list, not on `stop`, so they are woken here to exit.
-    if let Some(shared) = shared.upgrade() {
-        shared.stop_workers();
     }
 }
 
@@ -1113,11 +1201,12 @@ mod tests {
     #[tokio::test]
     async fn a_worker_polled_twice_while_idle_is_listed_once() {
         let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
-        let mut next = pin!(queue.shared.next_job(0));
+        let number = lock(&queue.shared.pending).hire();
+        let mut next = pin!(queue.shared.next_job(number));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(next.as_mut().poll(&mut cx).is_pending());
         assert!(next.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(idle_numbers(&queue), [0]);
+        assert_eq!(idle_numbers(&queue), [number]);
     }
 
     /// The most recently idle worker is woken first; its waker leaves the list, so
@@ -1126,6 +1215,11 @@ mod tests {
     async fn the_most_recently_idle_worker_is_woken_first() {
         let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
         let mut cx = Context::from_waker(Waker::noop());
+        let (a, b) = {
+            let mut q = lock(&queue.shared.pending);
+            (q.hire(), q.hire())
+        };
+        assert_eq!((a, b), (0, 1));
         let mut first = pin!(queue.shared.next_job(0));
         let mut second = pin!(queue.shared.next_job(1));
         assert!(first.as_mut().poll(&mut cx).is_pending());
@@ -1139,15 +1233,102 @@ mod tests {
         assert_eq!(idle_numbers(&queue), Vec::<usize>::new());
     }
 
+    /// A listed worker that is polled by something other than a push and finds work
+    /// leaves the idle list: the next push must not take the busy worker's waker.
+    #[tokio::test]
+    async fn a_listed_worker_that_finds_work_leaves_the_idle_list() {
+        let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
+        let mut cx = Context::from_waker(Waker::noop());
+        let (a, b) = {
+            let mut q = lock(&queue.shared.pending);
+            (q.hire(), q.hire())
+        };
+        let mut first = pin!(queue.shared.next_job(a));
+        let mut second = pin!(queue.shared.next_job(b));
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        // The push wakes `b`, but `a` runs first and takes the prediction.
+        queue.submit("x".to_owned()).await.expect("admitted");
+        assert!(first.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(idle_numbers(&queue), Vec::<usize>::new());
+        assert!(!lock(&queue.shared.pending).listed[a]);
+    }
+
+    /// A worker that leaves gives its slot back in the same critical section that
+    /// found the queue empty: a push right after is not left waiting for it.
+    #[tokio::test(start_paused = true)]
+    async fn a_push_after_the_workers_left_is_still_run() {
+        let queue =
+            JobQueue::new(MockModel::new(), QueueConfig::default().concurrency(1)).expect("valid");
+        let mut cx = Context::from_waker(Waker::noop());
+        let number = lock(&queue.shared.pending).hire();
+        let mut next = pin!(queue.shared.next_job(number));
+        queue.shared.stop_workers();
+        assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(None)));
+        let id = queue.submit("late".to_owned()).await.expect("admitted");
+        let done = tokio::time::timeout(Duration::from_secs(60), queue.wait(id, None))
+            .await
+            .expect("a worker ran it")
+            .expect("known");
+        assert_eq!(done.status, Status::Succeeded);
+    }
+
+    /// An observer that panics neither keeps the waiters asleep nor takes the
+    /// worker down: with a concurrency of one, the next prediction still runs.
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_observer_loses_nothing() {
+        struct PanicsOnce(AtomicBool);
+        impl Observer for PanicsOnce {
+            fn on_finish(&self, _: &Finished) {
+                if !self.0.swap(true, Ordering::Relaxed) {
+                    panic!("observer panics (on purpose, in a test)");
+                }
+            }
+        }
+        let queue = JobQueue::builder(MockModel::new())
+            .config(QueueConfig::default().concurrency(1))
+            .observer(PanicsOnce(AtomicBool::new(false)))
+            .build()
+            .expect("valid");
+        for input in ["first", "second"] {
+            let id = queue.submit(input.to_owned()).await.expect("admitted");
+            let done = tokio::time::timeout(Duration::from_secs(60), queue.wait(id, None))
+                .await
+                .expect("a worker ran it")
+                .expect("known");
+            assert_eq!(done.status, Status::Succeeded, "{input}");
+        }
+        assert_eq!(lock(&queue.shared.pending).workers, 1);
+    }
+
+    /// A worker that panics anyway (in a backend's code) gives its slot and its
+    /// number back.
+    #[tokio::test]
+    async fn a_panicking_worker_gives_its_slot_back() {
+        let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
+        let number = lock(&queue.shared.pending).hire();
+        let pending = &queue.shared.pending;
+        let unwound = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let _slot = SlotOnPanic { pending, number };
+            panic!("a backend panics (on purpose, in a test)");
+        }));
+        assert!(unwound.is_err());
+        let q = lock(pending);
+        assert_eq!((q.workers, q.free.as_slice()), (0, [number].as_slice()));
+    }
+
     /// Stopping wakes every idle worker, and they then exit (`None`).
     #[tokio::test]
     async fn stopping_releases_idle_workers() {
         let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
         let mut cx = Context::from_waker(Waker::noop());
-        let mut next = pin!(queue.shared.next_job(0));
+        let number = lock(&queue.shared.pending).hire();
+        let mut next = pin!(queue.shared.next_job(number));
         assert!(next.as_mut().poll(&mut cx).is_pending());
         queue.shared.stop_workers();
         assert_eq!(idle_numbers(&queue), Vec::<usize>::new());
         assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(None)));
+        let q = lock(&queue.shared.pending);
+        assert_eq!((q.workers, q.free.as_slice()), (0, [number].as_slice()));
     }
 }

@@ -204,6 +204,37 @@ async fn finished_predictions_expire_after_the_ttl() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_purge_larger_than_one_batch_removes_every_expired_prediction() {
+    // More than the purge takes per lock (256): every batch is removed, and a
+    // prediction that finished later is kept.
+    let (queue, _) = queue(QueueConfig::default().result_ttl(60 * S).concurrency(1000));
+    let ids: Vec<_> =
+        futures_util::future::join_all((0..700).map(|_| queue.submit(Script::ok(1000))))
+            .await
+            .into_iter()
+            .map(|id| id.expect("admitted"))
+            .collect();
+    for &id in &ids {
+        queue.wait(id, None).await.expect("known");
+    }
+    tokio::time::sleep(30 * S).await;
+    let late = queue.submit(Script::ok(1000)).await.expect("admitted");
+    queue.wait(late, None).await.expect("known");
+    tokio::time::sleep(35 * S).await;
+    for &id in &ids {
+        assert_eq!(
+            queue.get(id).await.expect_err("expired"),
+            Error::NotFound(id)
+        );
+    }
+    assert_eq!(queue.stats().retained, 1);
+    assert_eq!(
+        queue.get(late).await.expect("still retained").status,
+        Status::Succeeded
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn unfinished_predictions_never_expire() {
     let (queue, _) = queue(QueueConfig::default().result_ttl(S));
     let id = queue.submit(Script::ok(100_000)).await.expect("admitted");

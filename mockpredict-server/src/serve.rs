@@ -139,14 +139,9 @@ where
             // connection only with its header-read timer (off, see above), and an
             // HTTP/2 one lives as long as its client answers pings: without this, idle
             // clients could hold every slot.
-            let watch = async {
-                tokio::select! {
-                    biased;
-                    () = draining.cancelled() => Watched::Drain,
-                    () = activity.idle_for(header_timeout) => Watched::Idle,
-                }
-            };
-            match drive(conn, watch).await {
+            let drain = draining.cancelled();
+            let idle = activity.idle_for(header_timeout);
+            match drive(conn, drain, idle).await {
                 Ended::Closed(Ok(())) => {}
                 Ended::Closed(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -179,14 +174,6 @@ where
     Ok(report)
 }
 
-/// What ended a connection's watch.
-enum Watched {
-    /// The server started draining: the connection finishes what it has in flight.
-    Drain,
-    /// No request in flight for the idle limit.
-    Idle,
-}
-
 /// How a connection ended.
 enum Ended<E> {
     /// hyper finished it (the client closed, or the drain completed it).
@@ -195,42 +182,56 @@ enum Ended<E> {
     Idle,
 }
 
-/// Drives `conn` while `watch` watches for the drain and the idle limit.
+/// Drives `conn` until it ends, starting its graceful shutdown when `drain`
+/// resolves, and closing it when `idle` does (the idle limit holds during the drain
+/// too).
 ///
-/// The connection is polled on every wake-up of its task; the watchers only when
-/// one of them woke it. A `select!` over the three would poll the drain's and the
-/// idle timer's futures on every wake-up too (~600 instructions per request,
-/// BENCHMARKS.md): they are polled with a waker of their own that raises a flag and
-/// then wakes the task.
-async fn drive<C>(conn: C, watch: impl Future<Output = Watched>) -> Ended<C::Error>
+/// The connection is polled on every wake-up of its task, first, so that bytes of a
+/// new request are read (and the request counted in flight) before the idle limit
+/// is looked at. The watchers are polled only when one of them woke the task: a
+/// `select!` over the three would poll the drain's and the idle timer's futures on
+/// every wake-up (~600 instructions per request, BENCHMARKS.md). They are polled
+/// with a waker of their own that raises a flag and then wakes the task.
+async fn drive<C>(
+    conn: C,
+    drain: impl Future<Output = ()>,
+    idle: impl Future<Output = ()>,
+) -> Ended<C::Error>
 where
     C: GracefulConnection,
 {
     let mut conn = std::pin::pin!(conn);
-    let mut watch = std::pin::pin!(watch);
+    let mut drain = std::pin::pin!(drain);
+    let mut idle = std::pin::pin!(idle);
     let flag = Arc::new(WatchFlag {
         // Raised: the first poll registers the watchers.
         raised: AtomicBool::new(true),
         task: Mutex::new(None),
     });
     let flag_waker = Waker::from(Arc::clone(&flag));
-    let mut watching = true;
+    let mut draining = false;
     // The task waker the flag holds, kept here too so that checking it takes no lock.
     let mut task: Option<Waker> = None;
     std::future::poll_fn(|cx| {
-        if watching && flag.lower(&mut task, cx.waker()) {
-            match watch.as_mut().poll(&mut Context::from_waker(&flag_waker)) {
-                Poll::Ready(Watched::Idle) => return Poll::Ready(Ended::Idle),
-                Poll::Ready(Watched::Drain) => {
-                    // In-flight requests finish; an idle keep-alive connection closes
-                    // now; HTTP/2 sends GOAWAY.
-                    watching = false;
-                    conn.as_mut().graceful_shutdown();
+        if let Poll::Ready(done) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Ended::Closed(done));
+        }
+        if flag.lower(&mut task, cx.waker()) {
+            let mut watchers = Context::from_waker(&flag_waker);
+            if !draining && drain.as_mut().poll(&mut watchers).is_ready() {
+                // In-flight requests finish; an idle keep-alive connection closes
+                // now; HTTP/2 sends GOAWAY. Polled again for hyper to act on it.
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+                if let Poll::Ready(done) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(Ended::Closed(done));
                 }
-                Poll::Pending => {}
+            }
+            if idle.as_mut().poll(&mut watchers).is_ready() {
+                return Poll::Ready(Ended::Idle);
             }
         }
-        conn.as_mut().poll(cx).map(Ended::Closed)
+        Poll::Pending
     })
     .await
 }

@@ -174,6 +174,9 @@ impl Anchor {
     }
 }
 
+/// Most expired records a purge takes off the retention list per lock.
+const PURGE_BATCH: usize = 256;
+
 /// Number of map shards: a power of two, so a shard is picked by masking ID bits.
 const SHARDS: usize = 32;
 
@@ -469,23 +472,42 @@ where
 
     async fn purge_expired(&self) -> Result<Instant> {
         let now = Instant::now();
-        let mut finished = lock(&self.finished);
-        while let Some(front) = finished.front() {
-            let completed = front.state().completed;
-            // A TTL too long to represent means "never expires".
-            let Some(expires) = self.anchor.instant_after(completed, self.result_ttl) else {
-                return Ok(crate::time::far_future(now));
+        // In batches: expired records are taken off the retention list under its
+        // lock, then removed from the ID table and freed after it, so that a large
+        // purge does not hold up finishing predictions.
+        let mut expired = Vec::new();
+        loop {
+            let next = {
+                let mut finished = lock(&self.finished);
+                loop {
+                    let Some(front) = finished.front() else {
+                        // Nothing finished: anything that finishes from now on
+                        // expires at `now + result_ttl` or later, so waking then is
+                        // never late.
+                        break Some(crate::time::after(now, self.result_ttl));
+                    };
+                    let completed = front.state().completed;
+                    // A TTL too long to represent means "never expires".
+                    let Some(expires) = self.anchor.instant_after(completed, self.result_ttl)
+                    else {
+                        break Some(crate::time::far_future(now));
+                    };
+                    if expires > now {
+                        break Some(expires);
+                    }
+                    if expired.len() == PURGE_BATCH {
+                        break None;
+                    }
+                    expired.extend(finished.pop_front());
+                }
             };
-            if expires > now {
-                return Ok(expires);
-            }
-            if let Some(old) = finished.pop_front() {
+            for old in expired.drain(..) {
                 self.forget(&old);
             }
+            if let Some(next) = next {
+                return Ok(next);
+            }
         }
-        // Nothing finished: anything that finishes from now on expires at
-        // `now + result_ttl` or later, so waking then is never late.
-        Ok(crate::time::after(now, self.result_ttl))
     }
 
     fn retained(&self) -> usize {
