@@ -120,6 +120,10 @@ impl QueueConfig {
 }
 
 /// Told of every prediction that reaches a terminal status (for metrics).
+///
+/// Called on the worker that finished the prediction (or the task that canceled
+/// it), before its waiters are woken; keep it short. A panic in it is caught and
+/// logged: the prediction, its waiters and the worker are unaffected.
 pub trait Observer: Send + Sync + 'static {
     /// A prediction finished with `finished.status`.
     fn on_finish(&self, finished: &Finished);
