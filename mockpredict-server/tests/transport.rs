@@ -54,6 +54,38 @@ async fn http2_with_prior_knowledge_is_served_on_the_same_port() {
 }
 
 /// A connection to a server whose idle limit is 200 ms (and the server, kept alive).
+/// A keep-alive HTTP/1.1 connection that has made one request (`/healthz`, 200) and
+/// is now idle.
+async fn idle_http1_connection(addr: std::net::SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    tcp
+}
+
+/// An HTTP/2 connection that has made one request (`/healthz`, 200) and is now idle
+/// (its pings are answered); the task ends when the server closes it.
+async fn idle_http2_connection(
+    addr: std::net::SocketAddr,
+) -> tokio::task::JoinHandle<Result<(), hyper::Error>> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    let h2 = tokio::spawn(conn);
+    let req = Request::get(format!("http://{addr}/healthz"))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    h2
+}
+
 async fn connect_with_a_200ms_idle_limit() -> (TestServer<MockModel>, TcpStream) {
     let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
     let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
@@ -275,26 +307,10 @@ async fn the_drain_closes_idle_connections_at_once() {
     let config = ServerConfig::default().header_read_timeout(Duration::from_secs(30));
     let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
     // An HTTP/1.1 keep-alive connection, idle after one request.
-    let mut h1 = TcpStream::connect(s.addr).await.expect("connect");
-    h1.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .expect("write");
+    let mut h1 = idle_http1_connection(s.addr).await;
     let mut buf = [0u8; 512];
-    let n = h1.read(&mut buf).await.expect("read");
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     // An HTTP/2 connection, idle after one request.
-    let tcp = TcpStream::connect(s.addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("h2 handshake");
-    let h2 = tokio::spawn(conn);
-    let req = Request::get(format!("http://{}/healthz", s.addr))
-        .body(Empty::<Bytes>::new())
-        .expect("request");
-    let resp = sender.send_request(req).await.expect("response");
-    assert_eq!(resp.status(), StatusCode::OK);
-    drop(resp);
+    let h2 = idle_http2_connection(s.addr).await;
     let began = Instant::now();
     let report = timeout(Duration::from_secs(5), s.shutdown())
         .await
@@ -339,12 +355,7 @@ async fn binary_takes_durations_of_forever_without_panicking() {
     let url = format!("http://{}{PREDICT}?async_mode=false", server.addr);
     let r = post_json(&url, r#"{"input":"x"}"#).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    server.signal("INT");
-    let status = timeout(Duration::from_secs(10), server.child.wait())
-        .await
-        .expect("exited in time")
-        .expect("wait");
-    assert_eq!(status.code(), Some(0));
+    server.stop("INT").await;
     let log = log.await.expect("log task");
     assert!(!log.iter().any(|l| l.contains("panicked")), "{log:#?}");
 }
@@ -388,11 +399,7 @@ async fn binary_finishes_a_sync_prediction_on_sigterm_and_exits_0() {
     let r = in_flight.await.expect("task");
     assert_eq!(r.status, StatusCode::OK, "the in-flight request completed");
     assert!(r.json()["result"].is_string());
-    let status = timeout(Duration::from_secs(10), server.child.wait())
-        .await
-        .expect("exited in time")
-        .expect("wait");
-    assert_eq!(status.code(), Some(0));
+    server.exited_0().await;
     let log = log.await.expect("log task");
     assert!(log.iter().any(|l| l.contains("SIGTERM")), "{log:#?}");
     assert!(
@@ -408,13 +415,8 @@ async fn an_idle_keep_alive_connection_does_not_hold_its_slot_forever() {
         .header_read_timeout(Duration::from_millis(200))
         .max_connections(1);
     let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
-    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .expect("write");
+    let mut tcp = idle_http1_connection(s.addr).await;
     let mut buf = [0u8; 512];
-    let n = tcp.read(&mut buf).await.expect("read");
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     // Now idle: the server must close it, freeing the only slot.
     let closed = timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
     assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
@@ -429,18 +431,7 @@ async fn an_idle_http2_connection_does_not_hold_its_slot_forever() {
     let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
     // An HTTP/2 client takes the only slot, makes one request, then idles (its pings
     // are answered, so only an idle limit can free the slot).
-    let tcp = TcpStream::connect(s.addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("h2 handshake");
-    let h2 = tokio::spawn(conn);
-    let req = Request::get(format!("http://{}/healthz", s.addr))
-        .body(Empty::<Bytes>::new())
-        .expect("request");
-    let resp = sender.send_request(req).await.expect("response");
-    assert_eq!(resp.status(), StatusCode::OK);
-    drop(resp);
+    let h2 = idle_http2_connection(s.addr).await;
     // A second client is served once the idle one is let go.
     let r = timeout(Duration::from_secs(5), get(&s.url("/healthz"))).await;
     assert!(
@@ -497,12 +488,7 @@ async fn binary_reads_env_flags_logs_json_and_exits_0_on_sigint() {
     )
     .await;
     assert_eq!(ok.status, StatusCode::OK);
-    server.signal("INT");
-    let status = timeout(Duration::from_secs(10), server.child.wait())
-        .await
-        .expect("exited in time")
-        .expect("wait");
-    assert_eq!(status.code(), Some(0));
+    server.stop("INT").await;
     let rest = log.await.expect("log task");
     assert!(
         rest.iter().all(|l| !l.contains("env-token")),
@@ -543,12 +529,7 @@ async fn binary_flag_given_twice_takes_its_last_value() {
         .await;
         assert_eq!(r.status, expected, "token {token}");
     }
-    server.signal("TERM");
-    let status = timeout(Duration::from_secs(10), server.child.wait())
-        .await
-        .expect("exited in time")
-        .expect("wait");
-    assert_eq!(status.code(), Some(0));
+    server.stop("TERM").await;
 }
 
 #[tokio::test]
@@ -572,12 +553,7 @@ async fn binary_access_lines_arrive_while_it_runs() {
         line.contains(r#"route="/healthz""#) && line.contains("status=200"),
         "{line}"
     );
-    server.signal("TERM");
-    let status = timeout(Duration::from_secs(10), server.child.wait())
-        .await
-        .expect("exited in time")
-        .expect("wait");
-    assert_eq!(status.code(), Some(0));
+    server.stop("TERM").await;
 }
 
 #[tokio::test]
@@ -620,12 +596,7 @@ async fn access_log_silenced_by(env: (&str, &str)) {
         ),
         "requests are still counted: {metrics}"
     );
-    server.signal("TERM");
-    let status = timeout(Duration::from_secs(10), server.child.wait())
-        .await
-        .expect("exited in time")
-        .expect("wait");
-    assert_eq!(status.code(), Some(0));
+    server.stop("TERM").await;
     let rest = log.await.expect("log task");
     assert!(rest.iter().any(|l| l.contains("shut down")), "{rest:#?}");
     assert!(
@@ -691,6 +662,21 @@ impl Spawned {
             }
             all
         })
+    }
+
+    /// Sends `signal`, then waits (up to 10 s) for the process to exit with 0.
+    async fn stop(&mut self, signal: &str) {
+        self.signal(signal);
+        self.exited_0().await;
+    }
+
+    /// Waits (up to 10 s) for the process to exit, and checks it exited with 0.
+    async fn exited_0(&mut self) {
+        let status = timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("exited in time")
+            .expect("wait");
+        assert_eq!(status.code(), Some(0));
     }
 
     /// Sends `signal` (`TERM`, `INT`) to the process.
