@@ -1199,6 +1199,14 @@ mod tests {
             .collect()
     }
 
+    /// Numbers for two workers (driven by hand in these tests).
+    fn hire_two<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
+        queue: &JobQueue<M, B>,
+    ) -> (usize, usize) {
+        let mut q = lock(&queue.shared.pending);
+        (q.hire(), q.hire())
+    }
+
     /// A worker polled again while still on the idle list (woken by something other
     /// than a push, say a stale wake-up from its last prediction) is not listed
     /// twice: a second entry would later take a push's wake-up to a busy worker.
@@ -1219,10 +1227,7 @@ mod tests {
     async fn the_most_recently_idle_worker_is_woken_first() {
         let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
         let mut cx = Context::from_waker(Waker::noop());
-        let (a, b) = {
-            let mut q = lock(&queue.shared.pending);
-            (q.hire(), q.hire())
-        };
+        let (a, b) = hire_two(&queue);
         assert_eq!((a, b), (0, 1));
         let mut first = pin!(queue.shared.next_job(0));
         let mut second = pin!(queue.shared.next_job(1));
@@ -1243,10 +1248,7 @@ mod tests {
     async fn a_listed_worker_that_finds_work_leaves_the_idle_list() {
         let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
         let mut cx = Context::from_waker(Waker::noop());
-        let (a, b) = {
-            let mut q = lock(&queue.shared.pending);
-            (q.hire(), q.hire())
-        };
+        let (a, b) = hire_two(&queue);
         let mut first = pin!(queue.shared.next_job(a));
         let mut second = pin!(queue.shared.next_job(b));
         assert!(first.as_mut().poll(&mut cx).is_pending());

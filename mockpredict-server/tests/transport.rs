@@ -58,13 +58,18 @@ async fn http2_with_prior_knowledge_is_served_on_the_same_port() {
 /// is now idle.
 async fn idle_http1_connection(addr: std::net::SocketAddr) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    healthz_over(&mut tcp).await;
+    tcp
+}
+
+/// One `GET /healthz` on a kept-alive HTTP/1.1 connection, answered 200.
+async fn healthz_over(tcp: &mut TcpStream) {
     tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .expect("write");
     let mut buf = [0u8; 512];
     let n = tcp.read(&mut buf).await.expect("read");
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    tcp
 }
 
 /// An HTTP/2 connection that has made one request (`/healthz`, 200) and is now idle
@@ -119,12 +124,7 @@ async fn a_connection_that_stalls_mid_headers_is_closed() {
 #[tokio::test]
 async fn a_kept_alive_connection_that_stalls_mid_headers_is_closed() {
     let (_s, mut tcp) = connect_with_a_200ms_idle_limit().await;
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .expect("write");
-    let mut buf = [0u8; 512];
-    let n = tcp.read(&mut buf).await.expect("read");
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    healthz_over(&mut tcp).await;
     // The next request's headers trickle in and never end.
     let started = Instant::now();
     for _ in 0..30 {
