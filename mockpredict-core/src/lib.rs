@@ -50,6 +50,7 @@ mod model;
 mod prediction;
 mod queue;
 mod rng;
+mod sync;
 mod time;
 
 pub use error::{Error, FailureKind, ModelError, PredictionError, Result};

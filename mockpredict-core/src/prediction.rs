@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::PredictionError;
 
 /// A prediction's identifier: a random (v4) UUID, so the ID is an unguessable handle.
+///
+/// The IDs a [`JobQueue`](crate::JobQueue) makes end in a counter of its admissions
+/// (the last 8 hex digits, from a random start), which lets the in-memory backend
+/// store consecutive predictions side by side; the other 90 random bits keep them
+/// unguessable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PredictionId(uuid::Uuid);
@@ -28,6 +33,23 @@ impl PredictionId {
     /// A new random ID.
     pub fn new_v4() -> Self {
         Self(uuid::Uuid::new_v4())
+    }
+
+    /// A new v4 ID whose last 32 bits (the last 8 hex digits) are `sequence`, and
+    /// the other 90 of its 122 random bits random: the IDs a queue makes, with its
+    /// admission counter, so that the in-memory backend stores consecutive
+    /// admissions side by side. Still unguessable: the random bits are the handle.
+    pub(crate) fn sequenced(sequence: u32) -> Self {
+        let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+        bytes[12..].copy_from_slice(&sequence.to_be_bytes());
+        Self(uuid::Uuid::from_bytes(bytes))
+    }
+
+    /// The last 32 bits: the admission counter in the IDs a queue makes
+    /// ([`sequenced`](Self::sequenced)), random bits in others.
+    pub(crate) fn sequence(&self) -> u32 {
+        let b = self.0.as_bytes();
+        u32::from_be_bytes([b[12], b[13], b[14], b[15]])
     }
 
     /// The underlying UUID.

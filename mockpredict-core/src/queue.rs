@@ -5,12 +5,12 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_utils::CachePadded;
 use tokio::sync::{Notify, Semaphore};
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backend::{Backend, Finished, MemoryBackend};
+use crate::sync::lock;
 use crate::{Error, Model, Outcome, Prediction, PredictionError, PredictionId, Result, Status};
 
 /// How a [`JobQueue`] admits, runs and retains predictions.
@@ -266,8 +267,10 @@ struct Shared<M: Model, B: Backend> {
 }
 
 /// Counters that submits write.
-#[derive(Default)]
 struct SubmitCounters {
+    /// The next admission's number, the end of its ID (from a random start, so an ID
+    /// does not tell how many predictions this process has admitted).
+    sequence: AtomicU32,
     submitted_total: AtomicU64,
     rejected_total: AtomicU64,
 }
@@ -444,7 +447,11 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder
             sweeper_wake: Notify::new(),
             observer: self.observer,
             admitted: CachePadded::new(AtomicUsize::new(0)),
-            submits: CachePadded::default(),
+            submits: CachePadded::new(SubmitCounters {
+                sequence: AtomicU32::new(rand::random()),
+                submitted_total: AtomicU64::new(0),
+                rejected_total: AtomicU64::new(0),
+            }),
             runs: CachePadded::default(),
             closing: AtomicBool::new(false),
             idle: Notify::new(),
@@ -537,7 +544,8 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
                 retry_after: shared.retry_after(),
             });
         }
-        let id = PredictionId::new_v4();
+        // Numbered in admission order: see `PredictionId::sequenced`.
+        let id = PredictionId::sequenced(shared.submits.sequence.fetch_add(1, Ordering::Relaxed));
         // One clock read for admission and deadline.
         let now = Instant::now();
         let created = shared.backend.stamp(now);
@@ -1104,11 +1112,6 @@ async fn deadline_sweeper<M: Model, B: Backend<Input = M::Input, Output = M::Out
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; recovering from poison is sound.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 async fn purge_loop<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
     shared: std::sync::Weak<Shared<M, B>>,
     stop: CancellationToken,
@@ -1277,6 +1280,38 @@ mod tests {
             .expect("a worker ran it")
             .expect("known");
         assert_eq!(done.status, Status::Succeeded);
+    }
+
+    /// The IDs a queue makes are v4 UUIDs numbered in admission order (their last
+    /// 32 bits), from a start that differs between queues.
+    #[tokio::test(start_paused = true)]
+    async fn ids_are_v4_and_numbered_in_admission_order() {
+        let config = QueueConfig::default();
+        let a = JobQueue::new(MockModel::new(), config.clone()).expect("valid");
+        let b = JobQueue::new(MockModel::new(), config).expect("valid");
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(a.submit(format!("{i}")).await.expect("admitted"));
+        }
+        for id in &ids {
+            assert_eq!(id.as_uuid().get_version_num(), 4, "{id}");
+            assert_eq!(id.as_uuid().get_variant(), uuid::Variant::RFC4122, "{id}");
+        }
+        let first = ids[0].sequence();
+        assert_eq!(ids[1].sequence(), first.wrapping_add(1));
+        assert_eq!(ids[2].sequence(), first.wrapping_add(2));
+        // The random bits differ from one ID to the next.
+        assert_ne!(
+            ids[0].as_uuid().as_u64_pair().0,
+            ids[1].as_uuid().as_u64_pair().0
+        );
+        let other = b.submit("x".to_owned()).await.expect("admitted");
+        // 1 in 2^32 to fail by chance.
+        assert_ne!(
+            other.sequence(),
+            first,
+            "two queues started at the same number"
+        );
     }
 
     /// An observer that panics neither keeps the waiters asleep nor takes the

@@ -266,6 +266,47 @@ async fn max_retained_forgets_the_oldest_first() {
     assert_eq!(queue.stats().retained, 3);
 }
 
+/// IDs are stored by admission number in a table a few thousand slots long: a
+/// prediction that runs while many laps of the table's worth of others are admitted,
+/// finished and evicted is still found, and so is every retained one.
+#[tokio::test(start_paused = true)]
+async fn a_long_prediction_outlives_many_laps_of_newer_ones() {
+    let (queue, _) = queue(
+        QueueConfig::default()
+            .max_retained(100)
+            .result_ttl(3 * 3600 * S)
+            .concurrency(2)
+            .capacity(10),
+    );
+    let long = queue.submit(Script::ok(3_600_000)).await.expect("admitted");
+    let mut recent = std::collections::VecDeque::new();
+    for _ in 0..20_000 {
+        let id = queue.submit(Script::ok(0)).await.expect("admitted");
+        queue.wait(id, None).await.expect("known");
+        recent.push_back(id);
+        if recent.len() > 100 {
+            let gone = recent.pop_front().expect("some");
+            assert_eq!(
+                queue.get(gone).await.expect_err("evicted"),
+                Error::NotFound(gone)
+            );
+        }
+        assert_eq!(
+            queue.get(long).await.expect("still known").status,
+            Status::Processing
+        );
+    }
+    for id in &recent {
+        assert_eq!(
+            queue.get(*id).await.expect("retained").status,
+            Status::Succeeded
+        );
+    }
+    let done = queue.wait(long, None).await.expect("known");
+    assert_eq!(done.status, Status::Succeeded);
+    assert_eq!(queue.stats().retained, 100);
+}
+
 #[tokio::test(start_paused = true)]
 async fn shutdown_drains_running_predictions_and_refuses_new_ones() {
     let (queue, _) = queue(QueueConfig::default().concurrency(2));

@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 
 use crossbeam_utils::CachePadded;
-use hashbrown::HashTable;
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -12,7 +11,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::ids::{IdIndex, Keyed};
 use super::{Backend, Finished};
+use crate::sync::lock;
 use crate::{
     HoldsInput, HoldsOutput, InputRef, Outcome, OutputRef, Prediction, PredictionError,
     PredictionId, Result, Status,
@@ -121,6 +122,12 @@ impl<I: Send + Sync, O: Send + Sync> HoldsOutput<O> for Entry<I, O> {
     }
 }
 
+impl<I, O> Keyed for Entry<I, O> {
+    fn id(&self) -> &PredictionId {
+        &self.id
+    }
+}
+
 impl<I, O> Entry<I, O> {
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
@@ -177,37 +184,8 @@ impl Anchor {
 /// Most expired records a purge takes off the retention list per lock.
 const PURGE_BATCH: usize = 256;
 
-/// Number of map shards: a power of two, so a shard is picked by masking ID bits.
-const SHARDS: usize = 32;
-
-/// Most predictions a shard's map is sized for at its first insert (see
-/// [`MemoryBackend::shard_size`]).
-const SHARD_PRESIZE_MAX: usize = 4096;
-
-/// A shard: the records themselves, found by their ID's hash. Each slot is one
-/// pointer (8 bytes, where a map from ID to record takes 24): at 100,000 retained
-/// predictions the tables are a third the size and stay in a 2 MiB L2 cache, and the
-/// insert at submit and the removal at eviction, both random accesses, mostly hit it.
-/// The ID to compare is in the record, which a lookup reads next anyway; an eviction
-/// compares pointers and does not read it.
-type Shard<I, O> = Mutex<HashTable<Arc<Entry<I, O>>>>;
-
 /// Finished records in completion order.
 type Retained<I, O> = VecDeque<Arc<Entry<I, O>>>;
-
-/// The hash of an ID. Prediction IDs are random v4 UUIDs that only the queue
-/// creates, so the folded halves are already a uniform hash (no SipHash needed), and
-/// clients cannot choose inserted keys (no hash-flooding risk).
-fn id_hash(id: &PredictionId) -> u64 {
-    let (hi, lo) = id.as_uuid().as_u64_pair();
-    hi ^ lo
-}
-
-fn shard_of(id: &PredictionId) -> usize {
-    // Byte 11 is random and is not among the bits the table uses for the bucket
-    // (the low bits: bytes 7 and 15) or its tag (the top 7 bits: bytes 0 and 8).
-    id.as_uuid().as_bytes()[11] as usize & (SHARDS - 1)
-}
 
 /// Predictions kept in this process's memory: the embedded default backend.
 ///
@@ -216,24 +194,14 @@ fn shard_of(id: &PredictionId) -> usize {
 pub struct MemoryBackend<I, O> {
     result_ttl: Duration,
     max_retained: usize,
-    /// What each shard's map is sized for at its first insert.
-    shard_size: usize,
     anchor: Anchor,
-    /// Every retained prediction, sharded by ID so that submits and lookups on
+    /// Every retained prediction by ID, sharded so that submits and lookups on
     /// different threads rarely meet on one lock.
-    /// Each on cache lines of its own: a submit inserting into one shard and a
-    /// worker evicting from another do not contend for a line.
-    shards: [CachePadded<Shard<I, O>>; SHARDS],
+    ids: IdIndex<Entry<I, O>>,
     /// Finished predictions in completion order. The TTL is the same for all, so
     /// completion order is expiry order and the front is always the next to expire.
-    /// Lock order: `finished`, then a shard.
+    /// Never held together with an ID shard's lock.
     finished: CachePadded<Mutex<Retained<I, O>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock means a panic while it was held; no code path panics under
-    // these locks, so recovering the guard is sound.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<I, O> std::fmt::Debug for MemoryBackend<I, O> {
@@ -253,37 +221,14 @@ impl<I, O> MemoryBackend<I, O> {
         Self {
             result_ttl,
             max_retained,
-            shard_size: Self::shard_size(max_retained),
             anchor: Anchor::now(),
-            shards: std::array::from_fn(|_| CachePadded::new(Mutex::new(HashTable::new()))),
+            ids: IdIndex::new(max_retained),
             finished: CachePadded::new(Mutex::new(VecDeque::new())),
         }
     }
 
-    /// A shard's share of `max_retained`, at most [`SHARD_PRESIZE_MAX`]: a map grown
-    /// one doubling at a time from empty moves every entry at each doubling, under
-    /// the shard's lock. Not more: twice that (room for the predictions in flight
-    /// too) saved a further ~20 instructions per prediction in the instruction
-    /// benchmark but doubled the default configuration's tables (8,192 slots a
-    /// shard where 4,096 hold 100,000 retained), and the cache misses cost ~25% of
-    /// the wall-clock throughput.
-    fn shard_size(max_retained: usize) -> usize {
-        (max_retained / SHARDS).min(SHARD_PRESIZE_MAX)
-    }
-
     fn retained_now(&self) -> usize {
         lock(&self.finished).len()
-    }
-
-    /// Removes `entry` from its shard (found by pointer, without reading it again),
-    /// and returns the shard's handle so that the caller frees the record after the
-    /// lock is released.
-    fn forget(&self, entry: &Arc<Entry<I, O>>) -> Option<Arc<Entry<I, O>>> {
-        let mut shard = lock(&self.shards[shard_of(&entry.id)]);
-        match shard.find_entry(id_hash(&entry.id), |e| Arc::ptr_eq(e, entry)) {
-            Ok(found) => Some(found.remove().0),
-            Err(_) => None,
-        }
     }
 }
 
@@ -351,21 +296,12 @@ where
                 completed: MemoryStamp::NONE,
             }),
         });
-        let mut shard = lock(&self.shards[shard_of(&id)]);
-        if shard.capacity() == 0 {
-            // Sized at first use rather than in `new`: a builder may make a backend
-            // and replace it before use.
-            shard.reserve(self.shard_size, |e| id_hash(&e.id));
-        }
-        shard.insert_unique(id_hash(&id), Arc::clone(&entry), |e| id_hash(&e.id));
+        self.ids.insert(Arc::clone(&entry));
         Ok(MemoryJob(entry))
     }
 
     async fn lookup(&self, id: PredictionId) -> Result<Option<Self::Job>> {
-        Ok(lock(&self.shards[shard_of(&id)])
-            .find(id_hash(&id), |e| e.id == id)
-            .cloned()
-            .map(MemoryJob))
+        Ok(self.ids.find(&id).map(MemoryJob))
     }
 
     async fn snapshot(&self, job: &Self::Job) -> Result<Prediction<I, O>> {
@@ -450,7 +386,7 @@ where
         // Outside the `finished` lock: an evicted entry is cold in cache, and removing
         // and freeing it should not hold up other finishes.
         if let Some(old) = evicted {
-            self.forget(&old);
+            self.ids.remove(&old);
         }
         Ok(Some(finished))
     }
@@ -502,7 +438,7 @@ where
                 }
             };
             for old in expired.drain(..) {
-                self.forget(&old);
+                self.ids.remove(&old);
             }
             if let Some(next) = next {
                 return Ok(next);

@@ -8,6 +8,7 @@
 //! several processes, one queue) implements the same trait with serialized records and
 //! pub/sub wake-ups; the in-memory one keeps `Arc`s and never serializes anything.
 
+mod ids;
 mod memory;
 
 use std::future::Future;

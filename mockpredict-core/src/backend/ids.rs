@@ -1,0 +1,286 @@
+//! [`IdIndex`]: the in-memory backend's map from prediction ID to record, laid out so
+//! that a queue's IDs are stored, found and removed in memory order.
+//!
+//! A queue's IDs end in its admission counter ([`PredictionId::sequence`]). The
+//! index is [`SHARDS`] shards picked by the counter's low bits, each a table
+//! direct-mapped by the rest of it: consecutive admissions take consecutive slots of
+//! each shard. Inserting at submit, looking up at poll and removing at eviction
+//! (completion order, close to admission order) then walk memory in order, where a
+//! hash of a random ID made each one a cache miss anywhere in a table larger than
+//! the L2 cache; a lookup reads one slot and the record it points to.
+//!
+//! A record whose slot is taken goes to a small hash table beside the slots: it
+//! outlived a whole lap of the slots (a prediction still running, or retained, while
+//! a table's worth of newer ones were admitted), or its ID was not made by a queue. The
+//! slots double when that table holds more than an eighth as many records as there
+//! are slots, so a table too small for the records it holds grows to fit them.
+
+use std::sync::{Arc, Mutex};
+
+use crossbeam_utils::CachePadded;
+use hashbrown::HashTable;
+
+use crate::PredictionId;
+use crate::sync::lock;
+
+/// Number of shards: a power of two, picked by the low bits of the ID's sequence.
+pub(super) const SHARDS: usize = 32;
+
+/// Bits of the sequence that pick the shard.
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+
+/// Fewest slots a shard starts with.
+const MIN_SLOTS: usize = 16;
+
+/// Most slots a shard starts with (it grows beyond, as needed).
+const PRESIZE_MAX: usize = 4096;
+
+/// A record the index can hold: it knows its own ID.
+pub(super) trait Keyed {
+    /// The record's ID.
+    fn id(&self) -> &PredictionId;
+}
+
+/// The map from ID to record, in [`SHARDS`] shards under locks of their own.
+pub(super) struct IdIndex<T> {
+    /// Each on cache lines of its own: a submit inserting into one shard and a worker
+    /// removing from another do not contend for a line.
+    shards: [CachePadded<Mutex<Shard<T>>>; SHARDS],
+    /// Slots each shard starts with, at its first insert.
+    presize: usize,
+}
+
+/// One shard: slots direct-mapped by sequence, and the records that did not fit.
+struct Shard<T> {
+    /// A power of two long once used (empty until the first insert: a builder may make
+    /// a backend and replace it before use). `Option<Arc<_>>` is one pointer.
+    slots: Vec<Option<Arc<T>>>,
+    /// Records whose slot was taken, by the hash of their ID.
+    overflow: HashTable<Arc<T>>,
+}
+
+fn shard_of(id: &PredictionId) -> usize {
+    id.sequence() as usize & (SHARDS - 1)
+}
+
+/// The hash of an ID in the overflow table: its random bits folded. Only a queue
+/// makes the IDs inserted, so clients cannot choose colliding keys.
+fn id_hash(id: &PredictionId) -> u64 {
+    let (hi, lo) = id.as_uuid().as_u64_pair();
+    hi ^ lo
+}
+
+impl<T: Keyed> IdIndex<T> {
+    /// An empty index for about `expected` records (its shards' slots are sized for
+    /// at most [`PRESIZE_MAX`] each at first, and grow as needed).
+    pub(super) fn new(expected: usize) -> Self {
+        let share = (expected / SHARDS).clamp(MIN_SLOTS, PRESIZE_MAX);
+        Self {
+            shards: std::array::from_fn(|_| {
+                CachePadded::new(Mutex::new(Shard {
+                    slots: Vec::new(),
+                    overflow: HashTable::new(),
+                }))
+            }),
+            presize: share.next_power_of_two(),
+        }
+    }
+
+    /// Adds a record; its ID must not be in the index already.
+    pub(super) fn insert(&self, record: Arc<T>) {
+        let mut shard = lock(&self.shards[shard_of(record.id())]);
+        if shard.slots.is_empty() {
+            shard.slots.resize(self.presize, None);
+        }
+        shard.insert(record);
+    }
+
+    /// The record with this ID.
+    pub(super) fn find(&self, id: &PredictionId) -> Option<Arc<T>> {
+        let shard = lock(&self.shards[shard_of(id)]);
+        if let Some(slot) = shard.slot(id)
+            && let Some(record) = &shard.slots[slot]
+            && record.id() == id
+        {
+            return Some(Arc::clone(record));
+        }
+        if shard.overflow.is_empty() {
+            return None;
+        }
+        shard.overflow.find(id_hash(id), |r| r.id() == id).cloned()
+    }
+
+    /// Takes `record` out (found by pointer), returning the index's handle on it so
+    /// that the caller frees it after the lock is released.
+    pub(super) fn remove(&self, record: &Arc<T>) -> Option<Arc<T>> {
+        let id = record.id();
+        let mut shard = lock(&self.shards[shard_of(id)]);
+        if let Some(slot) = shard.slot(id)
+            && shard.slots[slot]
+                .as_ref()
+                .is_some_and(|r| Arc::ptr_eq(r, record))
+        {
+            return shard.slots[slot].take();
+        }
+        match shard
+            .overflow
+            .find_entry(id_hash(id), |r| Arc::ptr_eq(r, record))
+        {
+            Ok(found) => Some(found.remove().0),
+            Err(_) => None,
+        }
+    }
+
+    /// Records held, and slots allocated (for tests).
+    #[cfg(test)]
+    fn sizes(&self) -> (usize, usize, usize) {
+        let mut held = 0;
+        let mut slots = 0;
+        let mut overflow = 0;
+        for shard in &self.shards {
+            let shard = lock(shard);
+            held += shard.slots.iter().flatten().count() + shard.overflow.len();
+            slots += shard.slots.len();
+            overflow += shard.overflow.len();
+        }
+        (held, slots, overflow)
+    }
+}
+
+impl<T: Keyed> Shard<T> {
+    /// The ID's slot, if the shard has slots.
+    fn slot(&self, id: &PredictionId) -> Option<usize> {
+        let len = self.slots.len();
+        (len > 0).then(|| (id.sequence() >> SHARD_BITS) as usize & (len - 1))
+    }
+
+    fn insert(&mut self, record: Arc<T>) {
+        let slot = self.slot(record.id()).expect("slots allocated");
+        if self.slots[slot].is_none() {
+            self.slots[slot] = Some(record);
+            return;
+        }
+        if self.overflow.len() < self.slots.len() / 8 {
+            self.overflow
+                .insert_unique(id_hash(record.id()), record, |r| id_hash(r.id()));
+            return;
+        }
+        // Too many records for the slots: double them and place everything again.
+        // Amortized over the inserts that filled them; a shard never shrinks.
+        let doubled = self.slots.len() * 2;
+        let old = std::mem::replace(&mut self.slots, vec![None; doubled]);
+        let spilled = std::mem::take(&mut self.overflow);
+        for r in old.into_iter().flatten().chain(spilled) {
+            self.place(r);
+        }
+        self.place(record);
+    }
+
+    /// Puts a record in its slot, or in the overflow table if the slot is taken.
+    fn place(&mut self, record: Arc<T>) {
+        let slot = self.slot(record.id()).expect("slots allocated");
+        if self.slots[slot].is_none() {
+            self.slots[slot] = Some(record);
+        } else {
+            self.overflow
+                .insert_unique(id_hash(record.id()), record, |r| id_hash(r.id()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Rec(PredictionId);
+
+    impl Keyed for Rec {
+        fn id(&self) -> &PredictionId {
+            &self.0
+        }
+    }
+
+    fn rec(sequence: u32) -> Arc<Rec> {
+        Arc::new(Rec(PredictionId::sequenced(sequence)))
+    }
+
+    /// Consecutive IDs fill the slots without spilling, and every one is found.
+    #[test]
+    fn consecutive_ids_take_slots_of_their_own() {
+        let index = IdIndex::new(SHARDS * 64);
+        let records: Vec<_> = (1_000..1_000 + 64 * SHARDS as u32).map(rec).collect();
+        for r in &records {
+            index.insert(Arc::clone(r));
+        }
+        assert_eq!(index.sizes(), (records.len(), records.len(), 0));
+        for r in &records {
+            let found = index.find(r.id()).expect("found");
+            assert!(Arc::ptr_eq(&found, r));
+        }
+    }
+
+    /// A record that outlives a lap of the slots spills, is still found and removed,
+    /// and its slot's new owner is unaffected.
+    #[test]
+    fn a_record_older_than_a_lap_spills_and_is_still_found() {
+        let index = IdIndex::new(SHARDS * MIN_SLOTS);
+        let lap = (SHARDS * MIN_SLOTS) as u32;
+        let old = rec(7);
+        let new = rec(7 + lap);
+        index.insert(Arc::clone(&old));
+        index.insert(Arc::clone(&new));
+        assert_eq!(index.sizes().2, 1, "one spilled");
+        assert!(Arc::ptr_eq(&index.find(old.id()).expect("old"), &old));
+        assert!(Arc::ptr_eq(&index.find(new.id()).expect("new"), &new));
+        assert!(Arc::ptr_eq(&index.remove(&old).expect("removed"), &old));
+        assert!(index.find(old.id()).is_none());
+        assert!(Arc::ptr_eq(&index.find(new.id()).expect("new"), &new));
+        assert!(Arc::ptr_eq(&index.remove(&new).expect("removed"), &new));
+        assert_eq!(index.sizes().0, 0);
+    }
+
+    /// Removal is by pointer: another record with the same ID is not removed.
+    #[test]
+    fn removal_is_by_pointer() {
+        let index = IdIndex::new(0);
+        let kept = rec(3);
+        index.insert(Arc::clone(&kept));
+        let twin = Arc::new(Rec(*kept.id()));
+        assert!(index.remove(&twin).is_none());
+        assert!(index.find(kept.id()).is_some());
+    }
+
+    /// IDs from elsewhere (random, so random slots) and more records than slots: the
+    /// slots grow, few records spill, and all are found.
+    #[test]
+    fn random_ids_grow_the_slots_and_are_all_found() {
+        let index = IdIndex::new(0);
+        let records: Vec<_> = (0..20_000)
+            .map(|_| Arc::new(Rec(PredictionId::new_v4())))
+            .collect();
+        for r in &records {
+            index.insert(Arc::clone(r));
+        }
+        let (held, slots, overflow) = index.sizes();
+        assert_eq!(held, records.len());
+        assert!(slots >= records.len() / 2, "{slots} slots");
+        assert!(overflow <= slots / 4, "{overflow} spilled of {slots}");
+        for r in &records {
+            assert!(Arc::ptr_eq(&index.find(r.id()).expect("found"), r));
+        }
+        for r in &records {
+            assert!(index.remove(r).is_some());
+        }
+        assert_eq!(index.sizes().0, 0);
+        assert!(index.find(records[0].id()).is_none());
+    }
+
+    /// An unknown ID is not found, in empty and in filled shards.
+    #[test]
+    fn an_unknown_id_is_not_found() {
+        let index = IdIndex::<Rec>::new(100);
+        assert!(index.find(&PredictionId::new_v4()).is_none());
+        index.insert(rec(5));
+        assert!(index.find(&PredictionId::sequenced(5)).is_none());
+    }
+}
