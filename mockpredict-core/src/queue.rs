@@ -245,15 +245,13 @@ struct Shared<M: Model, B: Backend> {
     pending: CachePadded<Mutex<WorkQueue<B::Job>>>,
     /// Wakes the deadline sweeper when the pending queue stops being empty.
     sweeper_wake: Notify,
-    /// Queued + processing; `submit` reserves a slot with a fetch_add, the terminal
-    /// transition frees it.
-    admitted: CachePadded<AtomicUsize>,
     /// Written by submits.
     submits: CachePadded<SubmitCounters>,
     /// Written by workers (and cancels).
     runs: CachePadded<RunCounters>,
     closing: AtomicBool,
-    /// Woken when `admitted` reaches zero (shutdown's drain).
+    /// Woken, once `closing` is set, whenever a capacity slot is freed (shutdown's
+    /// drain).
     idle: Notify,
     /// Canceled when shutdown's grace period ends: running predictions are canceled.
     cancel_all: CancellationToken,
@@ -271,6 +269,13 @@ struct SubmitCounters {
     /// The next admission's number, the end of its ID (from a random start, so an ID
     /// does not tell how many predictions this process has admitted).
     sequence: AtomicU32,
+    /// Capacity slots ever taken (less refusals). Queued + processing is this less
+    /// [`RunCounters::slots_freed`]: two counters, each written on one side, so that a
+    /// submit and a worker's terminal transition do not pass one line back and forth.
+    slots_taken: AtomicUsize,
+    /// A recent reading of [`RunCounters::slots_freed`] (never more than it): a
+    /// submit reads the workers' line only when this says the queue may be full.
+    slots_freed_seen: AtomicUsize,
     submitted_total: AtomicU64,
     rejected_total: AtomicU64,
 }
@@ -278,6 +283,8 @@ struct SubmitCounters {
 /// Counters that running predictions write.
 #[derive(Default)]
 struct RunCounters {
+    /// Capacity slots freed by terminal transitions (and failed inserts).
+    slots_freed: AtomicUsize,
     processing: AtomicUsize,
     /// Succeeded, failed, canceled.
     finished_total: [AtomicU64; 3],
@@ -446,9 +453,10 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder
             pending: CachePadded::new(Mutex::new(WorkQueue::new())),
             sweeper_wake: Notify::new(),
             observer: self.observer,
-            admitted: CachePadded::new(AtomicUsize::new(0)),
             submits: CachePadded::new(SubmitCounters {
                 sequence: AtomicU32::new(rand::random()),
+                slots_taken: AtomicUsize::new(0),
+                slots_freed_seen: AtomicUsize::new(0),
                 submitted_total: AtomicU64::new(0),
                 rejected_total: AtomicU64::new(0),
             }),
@@ -533,8 +541,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
             return Err(Error::ShuttingDown);
         }
         let capacity = shared.config.capacity;
-        if shared.admitted.fetch_add(1, Ordering::AcqRel) >= capacity {
-            shared.release_slot();
+        if !shared.take_slot() {
             shared
                 .submits
                 .rejected_total
@@ -679,7 +686,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
     /// Counters for metrics.
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
-        let admitted = s.admitted.load(Ordering::Acquire).min(s.config.capacity);
+        let admitted = s.in_flight().min(s.config.capacity);
         let processing = s.runs.processing.load(Ordering::Acquire);
         Stats {
             queued: admitted.saturating_sub(processing),
@@ -705,11 +712,13 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
     /// up to `grace`, cancels what is left, and joins every background task.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let s = &self.shared;
-        s.closing.store(true, Ordering::Release);
+        // SeqCst, as in `release_slot`: either this drain sees a slot freed, or that
+        // release sees `closing` and wakes it.
+        s.closing.store(true, Ordering::SeqCst);
         let drained = tokio::time::timeout(grace, async {
             loop {
                 let idle = s.idle.notified();
-                if s.admitted.load(Ordering::Acquire) == 0 {
+                if s.in_flight() == 0 {
                     return;
                 }
                 idle.await;
@@ -717,7 +726,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
         })
         .await
         .is_ok();
-        let left = s.admitted.load(Ordering::Acquire);
+        let left = s.in_flight();
         s.grace_over.store(true, Ordering::Release);
         s.cancel_all.cancel();
         s.stop.cancel();
@@ -740,10 +749,43 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
 }
 
 impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
+    /// Takes a capacity slot; `false` (and nothing taken) when all are taken.
+    fn take_slot(&self) -> bool {
+        let capacity = self.config.capacity;
+        let taken = self.submits.slots_taken.fetch_add(1, Ordering::AcqRel);
+        // A stale reading only overstates what is in flight: look again before
+        // refusing.
+        let seen = self.submits.slots_freed_seen.load(Ordering::Relaxed);
+        if taken.saturating_sub(seen) < capacity {
+            return true;
+        }
+        let freed = self.runs.slots_freed.load(Ordering::Acquire);
+        self.submits
+            .slots_freed_seen
+            .fetch_max(freed, Ordering::Relaxed);
+        // Freed may count a slot taken after this one (and freed since): that slot
+        // is free, so the difference is still what is in flight.
+        if taken.saturating_sub(freed) < capacity {
+            return true;
+        }
+        self.submits.slots_taken.fetch_sub(1, Ordering::AcqRel);
+        false
+    }
+
+    /// Frees a capacity slot, and wakes shutdown's drain if it is waiting.
     fn release_slot(&self) {
-        if self.admitted.fetch_sub(1, Ordering::AcqRel) == 1 {
+        self.runs.slots_freed.fetch_add(1, Ordering::SeqCst);
+        if self.closing.load(Ordering::SeqCst) {
             self.idle.notify_waiters();
         }
+    }
+
+    /// Queued + processing: slots taken less slots freed.
+    fn in_flight(&self) -> usize {
+        // Freed first: every slot freed was taken before.
+        let freed = self.runs.slots_freed.load(Ordering::SeqCst);
+        let taken = self.submits.slots_taken.load(Ordering::SeqCst);
+        taken.saturating_sub(freed)
     }
 
     fn retry_after(&self) -> Duration {

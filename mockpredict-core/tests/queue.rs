@@ -90,6 +90,43 @@ async fn capacity_overflow_fails_fast_with_queue_full_and_a_retry_hint() {
         .expect("a slot is free again");
 }
 
+/// Slots are counted on two sides (taken by submits, freed by finishes): filled
+/// and drained over and over, the queue admits exactly `capacity` each time and
+/// refuses the next, and reports what is in flight.
+#[tokio::test(start_paused = true)]
+async fn capacity_holds_exactly_over_many_fills_and_drains() {
+    let (queue, _) = queue(QueueConfig::default().capacity(3).concurrency(2));
+    for round in 0..50 {
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(queue.submit(Script::ok(100)).await.expect("a free slot"));
+        }
+        assert!(
+            matches!(
+                queue.submit(Script::ok(1)).await,
+                Err(Error::QueueFull { .. })
+            ),
+            "round {round}: a fourth was admitted"
+        );
+        let stats = queue.stats();
+        assert_eq!(
+            stats.queued + stats.processing,
+            3,
+            "round {round}: {stats:?}"
+        );
+        for id in ids {
+            queue.wait(id, None).await.expect("known");
+        }
+        let stats = queue.stats();
+        assert_eq!(
+            stats.queued + stats.processing,
+            0,
+            "round {round}: {stats:?}"
+        );
+    }
+    assert_eq!(queue.stats().rejected_total, 50);
+}
+
 #[tokio::test(start_paused = true)]
 async fn cancel_while_queued_means_it_never_runs() {
     let (queue, model) = queue(QueueConfig::default().concurrency(1));
