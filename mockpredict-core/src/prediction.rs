@@ -15,7 +15,8 @@ use crate::PredictionError;
 /// The IDs a [`JobQueue`](crate::JobQueue) makes end in a counter of its admissions
 /// (the last 8 hex digits, from a random start), which lets the in-memory backend
 /// store consecutive predictions side by side; the other 90 random bits keep them
-/// unguessable.
+/// unguessable. Two IDs from one queue do tell how many predictions it admitted
+/// between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PredictionId(uuid::Uuid);

@@ -250,8 +250,8 @@ struct Shared<M: Model, B: Backend> {
     /// Written by workers (and cancels).
     runs: CachePadded<RunCounters>,
     closing: AtomicBool,
-    /// Woken, once `closing` is set, whenever a capacity slot is freed (shutdown's
-    /// drain).
+    /// Woken, once `closing` is set, whenever a capacity slot is freed or a refused
+    /// submit gives its slot back (shutdown's drain).
     idle: Notify,
     /// Canceled when shutdown's grace period ends: running predictions are canceled.
     cancel_all: CancellationToken,
@@ -266,8 +266,9 @@ struct Shared<M: Model, B: Backend> {
 
 /// Counters that submits write.
 struct SubmitCounters {
-    /// The next admission's number, the end of its ID (from a random start, so an ID
-    /// does not tell how many predictions this process has admitted).
+    /// The next admission's number, the end of its ID. From a random start, so that
+    /// one ID does not tell how many predictions this process has admitted (two IDs
+    /// do tell how many were admitted between them).
     sequence: AtomicU32,
     /// Capacity slots ever taken (less refusals). Queued + processing is this less
     /// [`RunCounters::slots_freed`]: two counters, each written on one side, so that a
@@ -748,6 +749,14 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
     }
 }
 
+/// Slots in use from a reading of the two counters, which wrap (after 2^32
+/// predictions where `usize` is 32 bits): 0 when `freed` is ahead, as it can be for a
+/// moment when it counts a slot taken after the reading of `taken`.
+fn in_use(taken: usize, freed: usize) -> usize {
+    let d = taken.wrapping_sub(freed);
+    if d > isize::MAX as usize { 0 } else { d }
+}
+
 impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
     /// Takes a capacity slot; `false` (and nothing taken) when all are taken.
     fn take_slot(&self) -> bool {
@@ -756,20 +765,30 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         // A stale reading only overstates what is in flight: look again before
         // refusing.
         let seen = self.submits.slots_freed_seen.load(Ordering::Relaxed);
-        if taken.saturating_sub(seen) < capacity {
+        if in_use(taken, seen) < capacity {
             return true;
         }
         let freed = self.runs.slots_freed.load(Ordering::Acquire);
+        // A racing submit may store an older reading: that only overstates again.
         self.submits
             .slots_freed_seen
-            .fetch_max(freed, Ordering::Relaxed);
+            .store(freed, Ordering::Relaxed);
         // Freed may count a slot taken after this one (and freed since): that slot
         // is free, so the difference is still what is in flight.
-        if taken.saturating_sub(freed) < capacity {
+        if in_use(taken, freed) < capacity {
             return true;
         }
-        self.submits.slots_taken.fetch_sub(1, Ordering::AcqRel);
+        self.give_back_slot();
         false
+    }
+
+    /// Gives back a slot taken by a submit that is refused, and wakes shutdown's drain
+    /// if it is waiting (it may have counted this slot), as `release_slot` does.
+    fn give_back_slot(&self) {
+        self.submits.slots_taken.fetch_sub(1, Ordering::SeqCst);
+        if self.closing.load(Ordering::SeqCst) {
+            self.idle.notify_waiters();
+        }
     }
 
     /// Frees a capacity slot, and wakes shutdown's drain if it is waiting.
@@ -785,7 +804,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         // Freed first: every slot freed was taken before.
         let freed = self.runs.slots_freed.load(Ordering::SeqCst);
         let taken = self.submits.slots_taken.load(Ordering::SeqCst);
-        taken.saturating_sub(freed)
+        in_use(taken, freed)
     }
 
     fn retry_after(&self) -> Duration {
@@ -1322,6 +1341,65 @@ mod tests {
             .expect("a worker ran it")
             .expect("known");
         assert_eq!(done.status, Status::Succeeded);
+    }
+
+    /// A submit refused for want of capacity gives back the slot it took. Shutdown's
+    /// drain may have counted that slot, so the give-back must wake it. The test plays
+    /// the interleaving by hand: R passes the `closing` check and takes a slot, reads
+    /// the freed count before P finishes, and decides to refuse; shutdown starts; P
+    /// finishes (the drain wakes and counts 1 in flight, R's); R gives its slot back.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_during_the_drain_wakes_it() {
+        let queue =
+            JobQueue::new(MockModel::new(), QueueConfig::default().capacity(1)).expect("valid");
+        let p = queue.submit("p".to_owned()).await.expect("admitted");
+        // R: fetch_add in take_slot (it read freed = 0: it will refuse).
+        queue
+            .shared
+            .submits
+            .slots_taken
+            .fetch_add(1, Ordering::AcqRel);
+        let q2 = queue.clone();
+        let start = Instant::now();
+        let shutdown = tokio::spawn(async move { q2.shutdown(Duration::from_secs(3600)).await });
+        tokio::task::yield_now().await;
+        queue.wait(p, None).await.expect("known");
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // R: the refusal's fetch_sub. Nothing in flight now.
+        queue.shared.give_back_slot();
+        assert_eq!(queue.shared.in_flight(), 0);
+        let report = shutdown.await.expect("joined");
+        let waited = start.elapsed();
+        assert!(
+            report.drained && waited < Duration::from_secs(60),
+            "drain not woken: {report:?} after {waited:?}"
+        );
+    }
+
+    /// The slot counters only grow, and wrap where `usize` is 32 bits (after 2^32
+    /// predictions): capacity still holds across the wrap.
+    #[tokio::test(start_paused = true)]
+    async fn capacity_holds_when_the_slot_counters_wrap() {
+        let queue =
+            JobQueue::new(MockModel::new(), QueueConfig::default().capacity(1)).expect("valid");
+        let s = &queue.shared;
+        // As after usize::MAX admissions, all finished.
+        s.submits.slots_taken.store(usize::MAX, Ordering::SeqCst);
+        s.runs.slots_freed.store(usize::MAX, Ordering::SeqCst);
+        s.submits
+            .slots_freed_seen
+            .store(usize::MAX, Ordering::SeqCst);
+        queue.submit("a".to_owned()).await.expect("admitted");
+        let second = queue.submit("b".to_owned()).await;
+        assert!(
+            matches!(second, Err(Error::QueueFull { .. })),
+            "capacity 1 admitted two: {second:?}; stats {:?}",
+            queue.stats()
+        );
+        let stats = queue.stats();
+        assert_eq!(stats.queued + stats.processing, 1, "{stats:?}");
     }
 
     /// The IDs a queue makes are v4 UUIDs numbered in admission order (their last

@@ -303,9 +303,10 @@ async fn max_retained_forgets_the_oldest_first() {
     assert_eq!(queue.stats().retained, 3);
 }
 
-/// IDs are stored by admission number in a table a few thousand slots long: a
-/// prediction that runs while many laps of the table's worth of others are admitted,
-/// finished and evicted is still found, and so is every retained one.
+/// IDs are stored by admission number in slots direct-mapped by it (here 16 per
+/// shard, 512 in all, for `max_retained` 100): a prediction that runs while many laps
+/// of the slots' worth of others are admitted, finished and evicted is still found,
+/// and so is every retained one.
 #[tokio::test(start_paused = true)]
 async fn a_long_prediction_outlives_many_laps_of_newer_ones() {
     let (queue, _) = queue(

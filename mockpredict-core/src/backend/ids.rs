@@ -9,11 +9,14 @@
 //! hash of a random ID made each one a cache miss anywhere in a table larger than
 //! the L2 cache; a lookup reads one slot and the record it points to.
 //!
-//! A record whose slot is taken goes to a small hash table beside the slots: it
-//! outlived a whole lap of the slots (a prediction still running, or retained, while
-//! a table's worth of newer ones were admitted), or its ID was not made by a queue. The
-//! slots double when that table holds more than an eighth as many records as there
-//! are slots, so a table too small for the records it holds grows to fit them.
+//! A record whose slot is taken goes to a small hash table beside the slots. That
+//! happens when the slot's record outlived a whole lap of the slots (a prediction still
+//! running, or retained, while a table's worth of newer ones were admitted), or when
+//! IDs were not made by a queue. The slots double when that table holds at least an
+//! eighth as many records as there are slots and at least half the slots are in use,
+//! so a table too small for the records it holds grows to fit them, and IDs that
+//! collide whatever the table's size (say, many that share their last 32 bits) stay in
+//! the hash table instead of growing the slots.
 
 use std::sync::{Arc, Mutex};
 
@@ -55,6 +58,8 @@ struct Shard<T> {
     /// A power of two long once used (empty until the first insert: a builder may make
     /// a backend and replace it before use). `Option<Arc<_>>` is one pointer.
     slots: Vec<Option<Arc<T>>>,
+    /// Slots in use.
+    occupied: usize,
     /// Records whose slot was taken, by the hash of their ID.
     overflow: HashTable<Arc<T>>,
 }
@@ -71,14 +76,16 @@ fn id_hash(id: &PredictionId) -> u64 {
 }
 
 impl<T: Keyed> IdIndex<T> {
-    /// An empty index for about `expected` records (its shards' slots are sized for
-    /// at most [`PRESIZE_MAX`] each at first, and grow as needed).
+    /// An empty index sized for about `expected` records (the backend passes its
+    /// `max_retained`; predictions in flight come on top). Each shard's slots start at
+    /// most [`PRESIZE_MAX`] long and grow as needed.
     pub(super) fn new(expected: usize) -> Self {
         let share = (expected / SHARDS).clamp(MIN_SLOTS, PRESIZE_MAX);
         Self {
             shards: std::array::from_fn(|_| {
                 CachePadded::new(Mutex::new(Shard {
                     slots: Vec::new(),
+                    occupied: 0,
                     overflow: HashTable::new(),
                 }))
             }),
@@ -120,6 +127,7 @@ impl<T: Keyed> IdIndex<T> {
                 .as_ref()
                 .is_some_and(|r| Arc::ptr_eq(r, record))
         {
+            shard.occupied -= 1;
             return shard.slots[slot].take();
         }
         match shard
@@ -155,23 +163,18 @@ impl<T: Keyed> Shard<T> {
     }
 
     fn insert(&mut self, record: Arc<T>) {
+        let len = self.slots.len();
         let slot = self.slot(record.id()).expect("slots allocated");
-        if self.slots[slot].is_none() {
-            self.slots[slot] = Some(record);
-            return;
-        }
-        if self.overflow.len() < self.slots.len() / 8 {
-            self.overflow
-                .insert_unique(id_hash(record.id()), record, |r| id_hash(r.id()));
-            return;
-        }
-        // Too many records for the slots: double them and place everything again.
-        // Amortized over the inserts that filled them; a shard never shrinks.
-        let doubled = self.slots.len() * 2;
-        let old = std::mem::replace(&mut self.slots, vec![None; doubled]);
-        let spilled = std::mem::take(&mut self.overflow);
-        for r in old.into_iter().flatten().chain(spilled) {
-            self.place(r);
+        if self.slots[slot].is_some() && self.overflow.len() >= len / 8 && self.occupied >= len / 2
+        {
+            // Too many records for the slots: double them and place everything again.
+            // Amortized over the inserts that filled them; a shard never shrinks.
+            let old = std::mem::replace(&mut self.slots, vec![None; len * 2]);
+            let spilled = std::mem::take(&mut self.overflow);
+            self.occupied = 0;
+            for r in old.into_iter().flatten().chain(spilled) {
+                self.place(r);
+            }
         }
         self.place(record);
     }
@@ -181,6 +184,7 @@ impl<T: Keyed> Shard<T> {
         let slot = self.slot(record.id()).expect("slots allocated");
         if self.slots[slot].is_none() {
             self.slots[slot] = Some(record);
+            self.occupied += 1;
         } else {
             self.overflow
                 .insert_unique(id_hash(record.id()), record, |r| id_hash(r.id()));
@@ -219,10 +223,11 @@ mod tests {
         }
     }
 
-    /// A record that outlives a lap of the slots spills, is still found and removed,
-    /// and its slot's new owner is unaffected.
+    /// A record that outlives a lap of the slots keeps its slot; the newer record that
+    /// finds the slot taken spills. Both are found and removed, each unaffected by the
+    /// other.
     #[test]
-    fn a_record_older_than_a_lap_spills_and_is_still_found() {
+    fn a_record_older_than_a_lap_keeps_its_slot_and_the_newer_one_spills() {
         let index = IdIndex::new(SHARDS * MIN_SLOTS);
         let lap = (SHARDS * MIN_SLOTS) as u32;
         let old = rec(7);
@@ -282,5 +287,119 @@ mod tests {
         assert!(index.find(&PredictionId::new_v4()).is_none());
         index.insert(rec(5));
         assert!(index.find(&PredictionId::sequenced(5)).is_none());
+    }
+
+    /// Against a `HashMap`: queue-made IDs (their counter wrapping past `u32::MAX`, and
+    /// some counters repeated), random IDs, removals in and out of order, lookups of
+    /// present and absent IDs. (Written by the reviewer of this index.)
+    #[test]
+    fn agrees_with_a_hash_map_under_mixed_operations() {
+        use std::collections::HashMap;
+        for seed in 0..20u64 {
+            // xorshift64: a reproducible sequence per seed.
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let index = IdIndex::new((next() % 5000) as usize);
+            let mut model: HashMap<PredictionId, Arc<Rec>> = HashMap::new();
+            let mut live: Vec<Arc<Rec>> = Vec::new();
+            let mut seq = u32::MAX - 3000;
+            for _ in 0..60_000 {
+                match next() % 10 {
+                    0..=4 => {
+                        let r = match next() % 8 {
+                            0 => Arc::new(Rec(PredictionId::new_v4())),
+                            1 => rec((next() % 64) as u32),
+                            _ => {
+                                seq = seq.wrapping_add(1);
+                                rec(seq)
+                            }
+                        };
+                        index.insert(Arc::clone(&r));
+                        model.insert(*r.id(), Arc::clone(&r));
+                        live.push(r);
+                    }
+                    5..=7 if !live.is_empty() => {
+                        // Mostly the oldest (as evictions are), sometimes any.
+                        let i = if next() % 4 == 0 {
+                            (next() as usize) % live.len()
+                        } else {
+                            0
+                        };
+                        let r = live.swap_remove(i);
+                        assert!(Arc::ptr_eq(&index.remove(&r).expect("present"), &r));
+                        assert!(index.remove(&r).is_none(), "removed twice");
+                        model.remove(r.id());
+                    }
+                    _ => {
+                        if let Some(r) = live.get((next() as usize) % live.len().max(1)) {
+                            assert!(Arc::ptr_eq(&index.find(r.id()).expect("found"), r));
+                        }
+                        let probe = PredictionId::sequenced(seq);
+                        assert_eq!(index.find(&probe).is_some(), model.contains_key(&probe));
+                    }
+                }
+            }
+            for r in &live {
+                assert!(Arc::ptr_eq(
+                    &index.find(r.id()).expect("found at the end"),
+                    r
+                ));
+            }
+            assert_eq!(index.sizes().0, model.len());
+        }
+    }
+
+    /// IDs that collide whatever the slots' length (not made by a queue: all end in
+    /// the same 32 bits) stay in the hash table: the slots do not grow for them.
+    #[test]
+    fn ids_that_always_collide_do_not_grow_the_slots() {
+        let index = IdIndex::new(0);
+        let records: Vec<_> = (0..20_000)
+            .map(|_| {
+                let mut b = *uuid::Uuid::new_v4().as_bytes();
+                b[12..].copy_from_slice(&[0, 0, 0, 0]);
+                Arc::new(Rec(PredictionId::from(uuid::Uuid::from_bytes(b))))
+            })
+            .collect();
+        for r in &records {
+            index.insert(Arc::clone(r));
+        }
+        let (held, slots, overflow) = index.sizes();
+        assert_eq!((held, overflow), (records.len(), records.len() - 1));
+        // All in one shard, which keeps its first slots.
+        assert_eq!(slots, MIN_SLOTS, "the slots grew");
+        for r in &records {
+            assert!(Arc::ptr_eq(&index.find(r.id()).expect("found"), r));
+            assert!(index.remove(r).is_some());
+        }
+        assert_eq!(index.sizes().0, 0);
+    }
+
+    /// The queue's pattern: a sliding window of consecutive IDs, a million in all,
+    /// wider than the presized slots: the slots grow once or twice to hold the
+    /// window, and no record stays spilled.
+    #[test]
+    fn a_sliding_window_of_consecutive_ids_fits_the_slots() {
+        let index = IdIndex::new(100);
+        let window = 50_000;
+        let mut live = std::collections::VecDeque::new();
+        for s in 0..1_000_000u32 {
+            let r = rec(s.wrapping_add(0xFFF0_0000));
+            index.insert(Arc::clone(&r));
+            live.push_back(r);
+            if live.len() > window {
+                let old = live.pop_front().expect("some");
+                assert!(index.remove(&old).is_some());
+            }
+        }
+        let (held, slots, overflow) = index.sizes();
+        assert_eq!(held, window);
+        assert!(slots <= 4 * window, "{slots} slots for {window}");
+        assert_eq!(overflow, 0);
     }
 }

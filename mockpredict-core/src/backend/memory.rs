@@ -191,11 +191,16 @@ type Retained<I, O> = VecDeque<Arc<Entry<I, O>>>;
 ///
 /// Finished predictions are kept for `result_ttl` and at most `max_retained` of them
 /// (the oldest go first).
+///
+/// Records are found by ID in slots direct-mapped by the admission number that ends
+/// the IDs a [`JobQueue`](crate::JobQueue) makes, so that consecutive predictions sit
+/// side by side. Any other unique IDs work too, at the cost of a hash table lookup for
+/// those that collide.
 pub struct MemoryBackend<I, O> {
     result_ttl: Duration,
     max_retained: usize,
     anchor: Anchor,
-    /// Every retained prediction by ID, sharded so that submits and lookups on
+    /// Every prediction held (in flight or retained) by ID, sharded so that submits and lookups on
     /// different threads rarely meet on one lock.
     ids: IdIndex<Entry<I, O>>,
     /// Finished predictions in completion order. The TTL is the same for all, so
