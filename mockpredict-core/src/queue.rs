@@ -786,14 +786,18 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
     /// if it is waiting (it may have counted this slot), as `release_slot` does.
     fn give_back_slot(&self) {
         self.submits.slots_taken.fetch_sub(1, Ordering::SeqCst);
-        if self.closing.load(Ordering::SeqCst) {
-            self.idle.notify_waiters();
-        }
+        self.wake_drain();
     }
 
     /// Frees a capacity slot, and wakes shutdown's drain if it is waiting.
     fn release_slot(&self) {
         self.runs.slots_freed.fetch_add(1, Ordering::SeqCst);
+        self.wake_drain();
+    }
+
+    /// After a slot counter changed (SeqCst): wakes shutdown's drain if it has begun.
+    /// Either the drain's count sees the change, or this sees `closing` (also SeqCst).
+    fn wake_drain(&self) {
         if self.closing.load(Ordering::SeqCst) {
             self.idle.notify_waiters();
         }
