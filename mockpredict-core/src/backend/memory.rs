@@ -200,8 +200,8 @@ pub struct MemoryBackend<I, O> {
     result_ttl: Duration,
     max_retained: usize,
     anchor: Anchor,
-    /// Every prediction held (in flight or retained) by ID, sharded so that submits and lookups on
-    /// different threads rarely meet on one lock.
+    /// Every prediction held (in flight or retained) by ID, sharded so that submits
+    /// and lookups on different threads rarely meet on one lock.
     ids: IdIndex<Entry<I, O>>,
     /// Finished predictions in completion order. The TTL is the same for all, so
     /// completion order is expiry order and the front is always the next to expire.
