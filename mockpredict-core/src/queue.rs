@@ -332,33 +332,6 @@ impl<J> WorkQueue<J> {
         }
     }
 
-    /// The next prediction for a worker, whose `hand` is empty. With `all` (a lone
-    /// worker: see [`Shared::takes_all`]), the worker also takes every other queued
-    /// prediction into its hand, in the same critical section: it then comes back
-    /// for the lock once per backlog instead of once per prediction, and a busy
-    /// submitting thread keeps the lock's cache line to itself.
-    fn take(&mut self, hand: &mut VecDeque<Pending<J>>, all: bool) -> Option<Pending<J>> {
-        if all {
-            debug_assert!(
-                hand.is_empty(),
-                "a worker takes more only when its hand is empty"
-            );
-            std::mem::swap(&mut self.items, hand);
-            hand.pop_front()
-        } else {
-            self.items.pop_front()
-        }
-    }
-
-    /// After a push: the idle worker to wake, or a new worker's number while fewer
-    /// than `concurrency` exist (counted as alive from now), or neither.
-    fn call_worker(&mut self, concurrency: usize) -> Option<Call> {
-        if let Some(waker) = self.take_idle() {
-            return Some(Call::Wake(waker));
-        }
-        (self.workers < concurrency).then(|| Call::Spawn(self.hire()))
-    }
-
     /// The most recently idle worker's waker, taken off the list.
     fn take_idle(&mut self) -> Option<Waker> {
         let (n, waker) = self.idle.pop()?;
@@ -401,14 +374,6 @@ impl<J> WorkQueue<J> {
             }
         }
     }
-}
-
-/// What a push must do so that a worker takes its prediction.
-enum Call {
-    /// Wake this idle worker.
-    Wake(Waker),
-    /// Spawn a worker with this number.
-    Spawn(usize),
 }
 
 /// One admitted prediction waiting for a worker.
@@ -940,56 +905,35 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
     /// worker takes predictions until the queue is empty, so with none idle and the
     /// cap reached, the busy ones will come to this one.
     fn enqueue(self: &Arc<Self>, item: Pending<B::Job>) {
-        let (waiting, call) = {
+        let (waiting, wake, spawn) = {
             let mut q = lock(&self.pending);
             q.items.push_back(item);
-            (q.items.len(), q.call_worker(self.config.concurrency))
+            let wake = q.take_idle();
+            let spawn = (wake.is_none() && q.workers < self.config.concurrency).then(|| q.hire());
+            (q.items.len(), wake, spawn)
         };
         if waiting == 1 && self.config.deadline.is_some() {
             self.sweeper_wake.notify_one();
         }
-        self.answer(call);
-    }
-
-    /// Does what [`WorkQueue::call_worker`] decided, outside the lock.
-    fn answer(self: &Arc<Self>, call: Option<Call>) {
-        match call {
-            Some(Call::Wake(waker)) => waker.wake(),
-            Some(Call::Spawn(number)) => {
-                self.tasks.spawn(worker(Arc::clone(self), number));
-            }
-            None => {}
+        if let Some(waker) = wake {
+            waker.wake();
+        } else if let Some(number) = spawn {
+            self.tasks.spawn(worker(Arc::clone(self), number));
         }
     }
 
-    /// Whether a worker takes the whole queue into its hand at once
-    /// ([`WorkQueue::take`]): only a lone worker (concurrency 1), which would run
-    /// the queue in this order anyway, and only with no deadline, so that the
-    /// deadline sweeper sees every queued prediction. With more workers, a hand
-    /// held by one would wait behind its running prediction while another worker
-    /// sits idle.
-    fn takes_all(&self) -> bool {
-        self.config.concurrency == 1 && self.config.deadline.is_none()
-    }
-
-    /// The next prediction, if one is queued, for a worker whose hand is empty.
-    fn pop(&self, hand: &mut VecDeque<Pending<B::Job>>) -> Option<Pending<B::Job>> {
-        lock(&self.pending).take(hand, self.takes_all())
+    fn pop(&self) -> Option<Pending<B::Job>> {
+        lock(&self.pending).items.pop_front()
     }
 
     /// The next prediction for worker `number`, or `None` when it should exit (its
     /// slot given back in the same critical section that found the queue empty, so
     /// a push can never count on a worker that is leaving). An idle worker sleeps on
     /// the idle list until a push takes its waker.
-    async fn next_job(
-        &self,
-        number: usize,
-        hand: &mut VecDeque<Pending<B::Job>>,
-    ) -> Option<Pending<B::Job>> {
-        let all = self.takes_all();
+    async fn next_job(&self, number: usize) -> Option<Pending<B::Job>> {
         std::future::poll_fn(|cx| {
             let mut q = lock(&self.pending);
-            if let Some(item) = q.take(hand, all) {
+            if let Some(item) = q.items.pop_front() {
                 if q.listed[number] {
                     // Polled by something other than a push, and found work: off the
                     // idle list, or a push would wake this busy worker instead of
@@ -1086,10 +1030,9 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
     shared: Arc<Shared<M, B>>,
     number: usize,
 ) {
-    let mut hand = Hand {
-        shared: &shared,
+    let _slot = SlotOnPanic {
+        pending: &shared.pending,
         number,
-        taken: VecDeque::new(),
     };
     // A stamp still current: the last prediction's completion, if this worker has
     // not waited for work since.
@@ -1097,13 +1040,9 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
     // Each pass runs one prediction to its terminal status (unless it already has
     // one), in this loop rather than in a future of its own.
     loop {
-        let next = match hand.taken.pop_front() {
-            Some(item) => Some(item),
-            None => shared.pop(&mut hand.taken),
-        };
-        let item = match next {
+        let item = match shared.pop() {
             Some(item) => item,
-            None => match shared.next_job(number, &mut hand.taken).await {
+            None => match shared.next_job(number).await {
                 Some(item) => {
                     now = None;
                     item
@@ -1189,36 +1128,18 @@ fn stop_workers<J>(pending: &Mutex<WorkQueue<J>>) {
     }
 }
 
-/// A worker's number and the predictions it has taken off the queue but not yet
-/// started (see [`WorkQueue::take`]).
-///
-/// If the worker panics (in an observer's or a backend's code), dropping this gives
-/// its slot and number back and returns those predictions to the front of the
-/// queue, with a worker called for them; a normal exit gives the slot back in
-/// `next_job`, with an empty hand.
-struct Hand<'a, M: Model, B: Backend<Input = M::Input, Output = M::Output>> {
-    shared: &'a Arc<Shared<M, B>>,
+/// Gives a worker's slot and number back if the worker panics (in an observer's or
+/// a backend's code): a normal exit gives them back in `next_job`.
+struct SlotOnPanic<'a, J> {
+    pending: &'a Mutex<WorkQueue<J>>,
     number: usize,
-    taken: VecDeque<Pending<B::Job>>,
 }
 
-impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Drop for Hand<'_, M, B> {
+impl<J> Drop for SlotOnPanic<'_, J> {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
+        if std::thread::panicking() {
+            lock(self.pending).retire(self.number);
         }
-        let call = {
-            let mut q = lock(&self.shared.pending);
-            q.retire(self.number);
-            if self.taken.is_empty() {
-                return;
-            }
-            while let Some(item) = self.taken.pop_back() {
-                q.items.push_front(item);
-            }
-            q.call_worker(self.shared.config.concurrency)
-        };
-        self.shared.answer(call);
     }
 }
 
@@ -1361,8 +1282,7 @@ mod tests {
     async fn a_worker_polled_twice_while_idle_is_listed_once() {
         let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
         let number = lock(&queue.shared.pending).hire();
-        let mut next_hand = VecDeque::new();
-        let mut next = pin!(queue.shared.next_job(number, &mut next_hand));
+        let mut next = pin!(queue.shared.next_job(number));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(next.as_mut().poll(&mut cx).is_pending());
         assert!(next.as_mut().poll(&mut cx).is_pending());
@@ -1377,10 +1297,8 @@ mod tests {
         let mut cx = Context::from_waker(Waker::noop());
         let (a, b) = hire_two(&queue);
         assert_eq!((a, b), (0, 1));
-        let mut first_hand = VecDeque::new();
-        let mut first = pin!(queue.shared.next_job(0, &mut first_hand));
-        let mut second_hand = VecDeque::new();
-        let mut second = pin!(queue.shared.next_job(1, &mut second_hand));
+        let mut first = pin!(queue.shared.next_job(0));
+        let mut second = pin!(queue.shared.next_job(1));
         assert!(first.as_mut().poll(&mut cx).is_pending());
         assert!(second.as_mut().poll(&mut cx).is_pending());
         assert_eq!(idle_numbers(&queue), [0, 1]);
@@ -1399,10 +1317,8 @@ mod tests {
         let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
         let mut cx = Context::from_waker(Waker::noop());
         let (a, b) = hire_two(&queue);
-        let mut first_hand = VecDeque::new();
-        let mut first = pin!(queue.shared.next_job(a, &mut first_hand));
-        let mut second_hand = VecDeque::new();
-        let mut second = pin!(queue.shared.next_job(b, &mut second_hand));
+        let mut first = pin!(queue.shared.next_job(a));
+        let mut second = pin!(queue.shared.next_job(b));
         assert!(first.as_mut().poll(&mut cx).is_pending());
         assert!(second.as_mut().poll(&mut cx).is_pending());
         // The push wakes `b`, but `a` runs first and takes the prediction.
@@ -1420,8 +1336,7 @@ mod tests {
             JobQueue::new(MockModel::new(), QueueConfig::default().concurrency(1)).expect("valid");
         let mut cx = Context::from_waker(Waker::noop());
         let number = lock(&queue.shared.pending).hire();
-        let mut next_hand = VecDeque::new();
-        let mut next = pin!(queue.shared.next_job(number, &mut next_hand));
+        let mut next = pin!(queue.shared.next_job(number));
         queue.shared.stop_workers();
         assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(None)));
         let id = queue.submit("late".to_owned()).await.expect("admitted");
@@ -1557,112 +1472,14 @@ mod tests {
     async fn a_panicking_worker_gives_its_slot_back() {
         let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
         let number = lock(&queue.shared.pending).hire();
+        let pending = &queue.shared.pending;
         let unwound = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let _hand = Hand {
-                shared: &queue.shared,
-                number,
-                taken: VecDeque::new(),
-            };
+            let _slot = SlotOnPanic { pending, number };
             panic!("a backend panics (on purpose, in a test)");
         }));
         assert!(unwound.is_err());
-        let q = lock(&queue.shared.pending);
+        let q = lock(pending);
         assert_eq!((q.workers, q.free.as_slice()), (0, [number].as_slice()));
-    }
-
-    async fn id_of<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
-        queue: &JobQueue<M, B>,
-        item: &Pending<B::Job>,
-    ) -> PredictionId {
-        queue
-            .shared
-            .backend
-            .snapshot(&item.job)
-            .await
-            .expect("held")
-            .id
-    }
-
-    /// A lone worker takes the whole queue into its hand at once; if it panics
-    /// holding some, they go back to the front of the queue, in order, and a new
-    /// worker runs them.
-    #[tokio::test(start_paused = true)]
-    async fn a_panicking_lone_worker_hands_its_predictions_back() {
-        let config = QueueConfig::default().concurrency(1);
-        let queue = JobQueue::new(MockModel::new(), config).expect("valid");
-        assert!(queue.shared.takes_all());
-        let number = lock(&queue.shared.pending).hire();
-        let mut ids = Vec::new();
-        for input in ["a", "b", "c"] {
-            let (id, item) = queue.admit(input.to_owned()).await.expect("admitted");
-            lock(&queue.shared.pending).items.push_back(item);
-            ids.push(id);
-        }
-        let mut taken = VecDeque::new();
-        let first = queue.shared.pop(&mut taken).expect("queued");
-        assert_eq!(id_of(&queue, &first).await, ids[0]);
-        assert_eq!(taken.len(), 2, "the rest of the queue is in the hand");
-        assert!(lock(&queue.shared.pending).items.is_empty());
-        // A later push stays behind them.
-        let (late, item) = queue.admit("d".to_owned()).await.expect("admitted");
-        lock(&queue.shared.pending).items.push_back(item);
-        let unwound = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let _hand = Hand {
-                shared: &queue.shared,
-                number,
-                taken,
-            };
-            panic!("a backend panics (on purpose, in a test)");
-        }));
-        assert!(unwound.is_err());
-        assert_eq!(lock(&queue.shared.pending).workers, 1, "a worker is called");
-        // (The prediction it was running is not handed back: put it back by hand,
-        // as if it had never been taken.)
-        lock(&queue.shared.pending).items.push_front(first);
-        let queued: Vec<_> = lock(&queue.shared.pending)
-            .items
-            .iter()
-            .map(|p| p.job.clone())
-            .collect();
-        let mut order = Vec::new();
-        for job in &queued {
-            order.push(queue.shared.backend.snapshot(job).await.expect("held").id);
-        }
-        assert_eq!(order, [ids[0], ids[1], ids[2], late]);
-        ids.push(late);
-        let mut completed = Vec::new();
-        for id in ids {
-            let done = queue.wait(id, None).await.expect("retained");
-            assert_eq!(done.status, Status::Succeeded);
-            completed.push(done.completed_at.expect("completed"));
-        }
-        assert!(
-            completed.is_sorted(),
-            "run in admission order: {completed:?}"
-        );
-    }
-
-    /// With more than one worker, or a deadline, a worker takes one prediction at a
-    /// time: the rest stay where another worker and the deadline sweeper see them.
-    #[tokio::test(start_paused = true)]
-    async fn only_a_lone_worker_without_a_deadline_takes_the_whole_queue() {
-        let lone = QueueConfig::default().concurrency(1);
-        for (config, all) in [
-            (lone.clone(), true),
-            (QueueConfig::default().concurrency(2), false),
-            (lone.deadline(Some(Duration::from_secs(60))), false),
-        ] {
-            let queue = JobQueue::new(MockModel::new(), config).expect("valid");
-            assert_eq!(queue.shared.takes_all(), all);
-            for input in ["a", "b", "c"] {
-                let (_, item) = queue.admit(input.to_owned()).await.expect("admitted");
-                lock(&queue.shared.pending).items.push_back(item);
-            }
-            let mut taken = VecDeque::new();
-            assert!(queue.shared.pop(&mut taken).is_some());
-            let left = lock(&queue.shared.pending).items.len();
-            assert_eq!((taken.len(), left), if all { (2, 0) } else { (0, 2) });
-        }
     }
 
     /// Stopping wakes every idle worker, and they then exit (`None`).
@@ -1671,8 +1488,7 @@ mod tests {
         let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
         let mut cx = Context::from_waker(Waker::noop());
         let number = lock(&queue.shared.pending).hire();
-        let mut next_hand = VecDeque::new();
-        let mut next = pin!(queue.shared.next_job(number, &mut next_hand));
+        let mut next = pin!(queue.shared.next_job(number));
         assert!(next.as_mut().poll(&mut cx).is_pending());
         queue.shared.stop_workers();
         assert_eq!(idle_numbers(&queue), Vec::<usize>::new());
