@@ -21,11 +21,21 @@
 //! target/release/queue_instr queue --rounds 30 --retained 100000 --multi-thread
 //! ```
 //!
+//! The ratio, robustly (`compare`): both sides in one process and runtime, in
+//! alternating pairs of `--rounds` batches each (which side goes first alternates
+//! too), so that a noisy neighbour on a shared machine slows both sides of a pair
+//! alike. Prints each pair's ratio, then the median, the quartiles and the range;
+//! the issue 2 target is a median within 3×:
+//!
+//! ```sh
+//! target/release/queue_instr compare --pairs 21 --rounds 4 --retained 100000 --multi-thread
+//! ```
+//!
 //! By default the queue retains `--batch` results (10,000), so evictions are part of
 //! the steady state.
 #![allow(missing_docs)]
 
-use std::time::Instant as Clock;
+use std::time::{Duration, Instant as Clock};
 
 use clap::Parser;
 use mockpredict_core::{JobQueue, QueueConfig};
@@ -33,16 +43,21 @@ use mockpredict_core::{JobQueue, QueueConfig};
 #[path = "instant_model.rs"]
 mod instant_model;
 
-use instant_model::{Instant, baseline, baseline_batch, queue_batch};
+use instant_model::{Baseline, Instant, baseline, baseline_batch, queue_batch};
 
 #[derive(Debug, Parser)]
 struct Flags {
-    /// `baseline` (an mpsc to one worker task, a oneshot back) or `queue`.
-    #[arg(value_parser = ["baseline", "queue"])]
+    /// `baseline` (an mpsc to one worker task, a oneshot back), `queue`, or
+    /// `compare` (both, alternating: see the file's header).
+    #[arg(value_parser = ["baseline", "queue", "compare"])]
     side: String,
-    /// Batches to run: each submits `--batch` predictions, then waits for each.
+    /// Batches to run (per side and pair with `compare`): each submits `--batch`
+    /// predictions, then waits for each.
     #[arg(long, default_value_t = 3)]
     rounds: u64,
+    /// With `compare`: how many pairs of runs.
+    #[arg(long, default_value_t = 21)]
+    pairs: usize,
     /// Predictions per batch.
     #[arg(long, default_value_t = 10_000)]
     batch: u64,
@@ -56,6 +71,10 @@ struct Flags {
 
 fn main() {
     let flags = Flags::parse();
+    if flags.pairs == 0 {
+        eprintln!("--pairs must be at least 1");
+        std::process::exit(2);
+    }
     if flags.retained.is_some_and(|r| r < flags.batch as usize) {
         eprintln!("--retained must be at least --batch: each batch waits for all its results");
         std::process::exit(2);
@@ -71,24 +90,79 @@ fn main() {
             .build()
     }
     .expect("runtime");
-    let started = Clock::now();
+    let per_run = (flags.rounds * flags.batch) as f64;
     rt.block_on(async {
-        if flags.side == "baseline" {
-            let tx = baseline();
-            for _ in 0..flags.rounds {
-                baseline_batch(&tx, flags.batch).await;
-            }
-        } else {
+        // Only the sides measured are built: under callgrind, the other's set-up
+        // would count too.
+        let tx = (flags.side != "queue").then(baseline);
+        let queue = (flags.side != "baseline").then(|| {
             let config = QueueConfig::default()
                 .capacity(flags.batch as usize)
                 .concurrency(1)
                 .max_retained(flags.retained.unwrap_or(flags.batch as usize));
-            let queue = JobQueue::new(Instant, config).expect("valid");
-            for _ in 0..flags.rounds {
-                queue_batch(&queue, flags.batch).await;
+            JobQueue::new(Instant, config).expect("valid")
+        });
+        let baseline_ns = async || {
+            let tx = tx.as_ref().expect("built for this side");
+            ns(run_baseline(tx, &flags).await, per_run)
+        };
+        let queue_ns = async || {
+            let queue = queue.as_ref().expect("built for this side");
+            ns(run_queue(queue, &flags).await, per_run)
+        };
+        match flags.side.as_str() {
+            "baseline" => eprintln!("baseline: {:.0} ns per prediction", baseline_ns().await),
+            "queue" => eprintln!("queue: {:.0} ns per prediction", queue_ns().await),
+            _ => {
+                // One unmeasured run of each first: the queue's retained results
+                // and both sides' allocations reach their steady state.
+                baseline_ns().await;
+                queue_ns().await;
+                let mut ratios = Vec::with_capacity(flags.pairs);
+                for pair in 0..flags.pairs {
+                    let (b, q) = if pair % 2 == 0 {
+                        let b = baseline_ns().await;
+                        (b, queue_ns().await)
+                    } else {
+                        let q = queue_ns().await;
+                        (baseline_ns().await, q)
+                    };
+                    eprintln!("pair {pair:2}: baseline {b:5.0} ns, queue {q:5.0} ns, ratio {:.2}", q / b);
+                    ratios.push(q / b);
+                }
+                ratios.sort_by(f64::total_cmp);
+                let at = |f: f64| ratios[((ratios.len() - 1) as f64 * f).round() as usize];
+                eprintln!(
+                    "ratio queue/baseline over {} pairs: median {:.2}, quartiles {:.2}-{:.2}, range {:.2}-{:.2}",
+                    ratios.len(),
+                    at(0.5),
+                    at(0.25),
+                    at(0.75),
+                    at(0.0),
+                    at(1.0)
+                );
             }
         }
     });
-    let per = started.elapsed().as_nanos() as f64 / (flags.rounds * flags.batch) as f64;
-    eprintln!("{}: {per:.0} ns per prediction", flags.side);
+}
+
+/// Wall-clock nanoseconds per prediction.
+fn ns(took: Duration, predictions: f64) -> f64 {
+    took.as_nanos() as f64 / predictions
+}
+
+async fn run_baseline(tx: &Baseline, flags: &Flags) -> Duration {
+    let started = Clock::now();
+    for _ in 0..flags.rounds {
+        baseline_batch(tx, flags.batch).await;
+    }
+    started.elapsed()
+}
+
+async fn run_queue(queue: &JobQueue<Instant>, flags: &Flags) -> Duration {
+    let started = Clock::now();
+    for _ in 0..flags.rounds {
+        queue_batch(queue, flags.batch).await;
+    }
+    started.elapsed()
 }
