@@ -67,6 +67,9 @@ struct Flags {
     /// A two-thread runtime (as the criterion bench) instead of one thread.
     #[arg(long)]
     multi_thread: bool,
+    /// The queue's concurrency (the criterion bench runs 1 and 64).
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
 }
 
 fn main() {
@@ -98,7 +101,7 @@ fn main() {
         let queue = (flags.side != "baseline").then(|| {
             let config = QueueConfig::default()
                 .capacity(flags.batch as usize)
-                .concurrency(1)
+                .concurrency(flags.concurrency)
                 .max_retained(flags.retained.unwrap_or(flags.batch as usize));
             JobQueue::new(Instant, config).expect("valid")
         });
