@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
-    ACCESS_CONTROL_REQUEST_METHOD, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH,
-    CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, ORIGIN, VARY,
+    ACCESS_CONTROL_REQUEST_METHOD, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING,
+    CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, ORIGIN, VARY,
 };
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use mockpredict_core::backend::{Backend, MemoryBackend};
 use mockpredict_core::{JobQueue, Model, Prediction, PredictionId, QueueConfig, Status};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
@@ -247,7 +247,13 @@ where
     {
         let path = req.uri().path();
         if req.method() == Method::OPTIONS {
-            return match routes::allowed_methods(path) {
+            // A path with trailing slashes on a known route is answered as that route:
+            // its other methods redirect there (307), and a browser's preflight cannot
+            // follow a redirect, so the preflight itself must pass.
+            let trimmed = path.trim_end_matches('/');
+            let known = routes::allowed_methods(path)
+                .or_else(|| (!trimmed.is_empty()).then(|| routes::allowed_methods(trimmed))?);
+            return match known {
                 Some((route, allow)) => Dispatched::new(options_response(allow), Some(route)),
                 None => Dispatched::new(ApiError::RouteNotFound.into_response(), None),
             };
@@ -656,8 +662,22 @@ fn parse_id(id: &str) -> Result<PredictionId, ApiError> {
 }
 
 /// JSON, or no `Content-Type` at all (the original, FastAPI, parsed such bodies as
-/// JSON, and old clients may rely on it).
+/// JSON, and old clients may rely on it); and no content coding but `identity`, since
+/// the server decodes none (a gzip body would otherwise read as malformed JSON, and a
+/// coded body that happens to be JSON text would be taken at face value).
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    for coding in headers.get_all(CONTENT_ENCODING) {
+        let refused = coding
+            .as_bytes()
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"));
+        if refused {
+            return Err(ApiError::UnsupportedEncoding(
+                String::from_utf8_lossy(coding.as_bytes()).into_owned(),
+            ));
+        }
+    }
     let Some(ct) = headers.get(CONTENT_TYPE) else {
         return Ok(());
     };
@@ -716,18 +736,33 @@ where
 /// Syntax errors are 400 (not JSON); well-formed JSON of the wrong shape is 422.
 fn parse_input<I: DeserializeOwned>(bytes: &[u8]) -> Result<I, ApiError> {
     use serde_json::error::Category;
-    let request =
-        serde_json::from_slice::<PredictRequest<I>>(bytes).map_err(|e| match e.classify() {
-            Category::Data => ApiError::Validation(format!("invalid request body: {e}")),
-            Category::Syntax | Category::Eof => ApiError::MalformedJson(e.to_string()),
-            Category::Io => ApiError::UnreadableBody(e.to_string()),
-        })?;
+    let not_an_object = || {
+        ApiError::Validation(
+            "invalid request body: expected a JSON object such as {\"input\": ...}".into(),
+        )
+    };
+    let is_object = bytes.trim_ascii_start().first() == Some(&b'{');
+    let request = match serde_json::from_slice::<PredictRequest<I>>(bytes) {
+        Ok(request) => request,
+        Err(e) => {
+            return Err(match e.classify() {
+                // serde stops at the first wrong type, before it would reach a later
+                // syntax error (`{"input": 5 garbage`): only JSON that parses as a whole
+                // is of the wrong shape. This second pass runs on the error path only.
+                Category::Data => match serde_json::from_slice::<IgnoredAny>(bytes) {
+                    Err(syntax) => ApiError::MalformedJson(syntax.to_string()),
+                    Ok(_) if !is_object => not_an_object(),
+                    Ok(_) => ApiError::Validation(format!("invalid request body: {e}")),
+                },
+                Category::Syntax | Category::Eof => ApiError::MalformedJson(e.to_string()),
+                Category::Io => ApiError::UnreadableBody(e.to_string()),
+            });
+        }
+    };
     // serde's derive also reads a struct from a sequence, so `["x"]` would pass as
     // `{"input": "x"}`; the body must be an object, as the original (FastAPI) required.
-    if bytes.trim_ascii_start().first() != Some(&b'{') {
-        return Err(ApiError::Validation(
-            "invalid request body: expected a JSON object such as {\"input\": ...}".into(),
-        ));
+    if !is_object {
+        return Err(not_an_object());
     }
     Ok(request.input)
 }
@@ -1047,6 +1082,11 @@ mod tests {
             (br#"{"text": "x"}"#, "validation_error"),
             (br#"{"input": "#, "malformed_json"),
             (br#"["x""#, "malformed_json"),
+            // A wrong type first, a syntax error after it: still not JSON.
+            (br#"{"input": 5 garbage"#, "malformed_json"),
+            (br#"{"text": "x" garbage"#, "malformed_json"),
+            (br#""x" garbage"#, "malformed_json"),
+            (br#"{"input": 5}"#, "validation_error"),
         ] {
             let e = parse_input::<String>(body).expect_err("refused");
             assert_eq!(
@@ -1236,6 +1276,49 @@ mod tests {
         assert_eq!(body, owned);
         assert_eq!(shared_location, wire::prediction_path(id).as_str());
         assert_eq!(location(id), wire::prediction_path(id).as_str());
+    }
+
+    /// A top-level value that is not an object is named as such, not by the type the
+    /// server deserializes into.
+    #[test]
+    fn a_body_that_is_not_an_object_says_so() {
+        for body in [&br#""x""#[..], b"5", b"null", br#"["x"]"#] {
+            let e = parse_input::<String>(body).expect_err("refused");
+            assert_eq!(
+                e,
+                ApiError::Validation(
+                    "invalid request body: expected a JSON object such as {\"input\": ...}".into()
+                ),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    /// The server decodes no content coding: a coded body is refused (415), whatever
+    /// its content type; `identity` is no coding.
+    #[test]
+    fn content_codings_other_than_identity_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for accepted in ["identity", " Identity ", ""] {
+            h.insert(CONTENT_ENCODING, HeaderValue::from_static(accepted));
+            assert!(check_content_type(&h).is_ok(), "{accepted:?}");
+        }
+        for refused in ["gzip", "br", "identity, gzip", "x-unknown"] {
+            h.insert(CONTENT_ENCODING, HeaderValue::from_static(refused));
+            assert_eq!(
+                check_content_type(&h),
+                Err(ApiError::UnsupportedEncoding(refused.into())),
+                "{refused:?}"
+            );
+        }
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static("identity"));
+        h.append(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert!(
+            check_content_type(&h).is_err(),
+            "a second header counts too"
+        );
     }
 
     #[test]

@@ -196,6 +196,28 @@ pub enum Cors {
     Off,
 }
 
+impl Cors {
+    /// The first listed origin that is not one (an origin is `scheme://host`, with an
+    /// optional `:port` and nothing after it, as browsers send it in `Origin`), if
+    /// any: such an entry can never match, and is most likely a typo.
+    pub fn invalid_origin(&self) -> Option<&str> {
+        let Cors::Origins(list) = self else {
+            return None;
+        };
+        let is_origin = |o: &str| {
+            let Some((scheme, host)) = o.split_once("://") else {
+                return false;
+            };
+            let mut scheme = scheme.chars();
+            scheme.next().is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && !host.is_empty()
+                && !host.contains(|c: char| c.is_whitespace() || "/?#@".contains(c))
+        };
+        list.iter().map(String::as_str).find(|o| !is_origin(o))
+    }
+}
+
 impl std::str::FromStr for Cors {
     type Err = std::convert::Infallible;
 
@@ -231,6 +253,35 @@ mod tests {
                 "http://b.example:3000".into()
             ]))
         );
+    }
+
+    #[test]
+    fn origins_that_cannot_match_are_found() {
+        for good in [
+            "*",
+            "off",
+            "https://a.example/, http://b.example:3000",
+            "http://localhost:3000",
+            "app+x://[::1]:8080",
+        ] {
+            assert_eq!(
+                good.parse::<Cors>().expect("parses").invalid_origin(),
+                None,
+                "{good}"
+            );
+        }
+        for (list, bad) in [
+            ("nonsense", "nonsense"),
+            ("https://a.example, a.example", "a.example"),
+            ("https://a.example/path", "https://a.example/path"),
+            // The list drops trailing slashes, so this one reads as `https:`.
+            ("https://", "https:"),
+            ("1http://a.example", "1http://a.example"),
+            ("https://a.example?x=1", "https://a.example?x=1"),
+        ] {
+            let cors: Cors = list.parse().expect("parses");
+            assert_eq!(cors.invalid_origin(), Some(bad), "{list}");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{
+    ACCEPT_ENCODING, ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{Response, StatusCode};
 
 use crate::app::{Body, full};
@@ -34,6 +36,9 @@ pub(crate) enum ApiError {
     UnreadableBody(String),
     /// 415: a `Content-Type` other than JSON.
     UnsupportedMediaType(String),
+    /// 415: a `Content-Encoding` (gzip, say) the server does not decode; answered
+    /// with `Accept-Encoding: identity`, as RFC 9110 §15.5.16 asks.
+    UnsupportedEncoding(String),
     /// 422: JSON of the wrong shape, or a bad query parameter.
     Validation(String),
     /// 413: the body is over the limit.
@@ -94,7 +99,9 @@ impl ApiError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::MalformedJson(_) | ApiError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -114,7 +121,9 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::UnreadableBody(_) => "unreadable_body",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
+                "unsupported_media_type"
+            }
             ApiError::Validation(_) => "validation_error",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RequestTimeout { .. } => "request_timeout",
@@ -136,6 +145,9 @@ impl ApiError {
             ApiError::UnreadableBody(m) => format!("could not read the request body: {m}"),
             ApiError::UnsupportedMediaType(ct) => {
                 format!("content type {ct:?} is not supported; send application/json")
+            }
+            ApiError::UnsupportedEncoding(coding) => {
+                format!("content encoding {coding:?} is not supported; send the body uncompressed")
             }
             ApiError::Validation(m) => m.clone(),
             ApiError::PayloadTooLarge { limit } => {
@@ -197,6 +209,9 @@ impl ApiError {
         match &self {
             ApiError::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::UnsupportedEncoding(_) => {
+                headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
             }
             ApiError::QueueFull { retry_after, .. } => {
                 headers.insert(

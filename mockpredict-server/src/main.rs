@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use mockpredict_core::{Latency, MockModel, QueueConfig};
 use mockpredict_server::{App, Cors, ServerConfig};
 
@@ -195,6 +195,11 @@ impl TryFrom<Flags> for Settings {
             Ok(cors) => cors,
             Err(never) => match never {},
         };
+        if let Some(bad) = cors.invalid_origin() {
+            anyhow::bail!(
+                "invalid --cors-origin: {bad:?} is not an origin (such as https://app.example), `*` or `off`"
+            );
+        }
         let server = ServerConfig::default()
             .max_body(f.max_body)
             .sync_timeout(capped(f.sync_timeout))
@@ -299,16 +304,21 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let flags = Flags::parse();
     let access_line = init_tracing(flags.log_format);
-    let result = Settings::try_from(flags).and_then(|mut settings| {
-        if let Some(line) = access_line {
-            settings.server = settings.server.access_log_sink(line);
-        }
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the tokio runtime")?
-            .block_on(run(settings))
+    // A flag value that does not validate is a usage error, as clap's own are: its
+    // message and exit code 2 (1 is for a server that could not start).
+    let mut settings = Settings::try_from(flags).unwrap_or_else(|e| {
+        Flags::command()
+            .error(clap::error::ErrorKind::ValueValidation, format!("{e:#}"))
+            .exit()
     });
+    if let Some(line) = access_line {
+        settings.server = settings.server.access_log_sink(line);
+    }
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+        .and_then(|runtime| runtime.block_on(run(settings)));
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

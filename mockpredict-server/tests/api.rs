@@ -357,6 +357,12 @@ async fn request_errors_have_their_status_and_error_type() {
             "unsupported_media_type",
         ),
         (
+            // A wrong type before a syntax error: still not JSON.
+            post_json(&url, r#"{"input":5 garbage"#).await,
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
             post_json(&url, r#"{"text":"x"}"#).await,
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_error",
@@ -393,6 +399,42 @@ async fn request_errors_have_their_status_and_error_type() {
         assert_eq!(resp.error_type(), error_type);
         assert_eq!(resp.header("content-type"), Some("application/json"));
     }
+}
+
+/// The server decodes no content coding: a compressed body is refused with 415 and
+/// `Accept-Encoding: identity` (RFC 9110 §15.5.16), not misread as bad JSON, and a
+/// coded body that happens to be JSON text is not taken at face value.
+#[tokio::test]
+async fn a_content_coded_body_is_415_with_accept_encoding() {
+    let s = start().await;
+    for coding in ["gzip", "br"] {
+        let r = send(
+            Method::POST,
+            &s.url(PREDICT),
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", coding),
+            ],
+            Some(r#"{"input":"x"}"#),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.text());
+        assert_eq!(r.error_type(), "unsupported_media_type");
+        assert_eq!(r.header("accept-encoding"), Some("identity"));
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .is_some_and(|m| m.contains(coding))
+        );
+    }
+    let r = send(
+        Method::POST,
+        &s.url(PREDICT),
+        &[("content-encoding", "identity")],
+        Some(r#"{"input":"x"}"#),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "identity is no coding");
 }
 
 #[tokio::test]
@@ -578,6 +620,44 @@ async fn cors_allows_any_origin_by_default_and_answers_preflight() {
     assert!(pre.header("access-control-max-age").is_some());
     let unknown = send(Method::OPTIONS, &s.url("/nope"), &[], None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    for path in ["/nope/", "//"] {
+        let r = send(Method::OPTIONS, &s.url(path), &[], None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+/// A trailing slash on a known route redirects (307) every method but `OPTIONS`: a
+/// browser's preflight cannot follow a redirect, so it is answered as the route's.
+#[tokio::test]
+async fn a_preflight_on_a_trailing_slash_is_answered_as_the_route() {
+    let s = start().await;
+    let pre = send(
+        Method::OPTIONS,
+        &s.url(&format!("{PREDICT}/")),
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(pre.status, StatusCode::NO_CONTENT);
+    assert_eq!(pre.header("allow"), Some("POST, OPTIONS"));
+    assert_eq!(pre.header("access-control-allow-origin"), Some("*"));
+    let post = send(
+        Method::POST,
+        &s.url(&format!("{PREDICT}/")),
+        &[("origin", "https://app.example")],
+        Some(r#"{"input":"x"}"#),
+    )
+    .await;
+    assert_eq!(post.status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(post.header("location"), Some(PREDICT));
+    assert_eq!(
+        post.header("access-control-allow-origin"),
+        Some("*"),
+        "a browser follows a cross-origin redirect only with CORS headers on it"
+    );
 }
 
 #[tokio::test]

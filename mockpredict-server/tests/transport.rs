@@ -620,6 +620,37 @@ async fn binary_exits_1_when_the_address_is_taken() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot listen on {addr}")));
 }
 
+/// A flag value that does not validate is a usage error, like a malformed one: exit
+/// 2 with clap's usage hint; nothing is started.
+#[tokio::test]
+async fn binary_exits_2_on_flag_values_that_do_not_validate() {
+    for (args, says) in [
+        (&["--failure-rate", "2"][..], "invalid --failure-rate"),
+        (&["--capacity", "0"], "capacity must be at least 1"),
+        (&["--concurrency", "0"], "concurrency must be between 1"),
+        (
+            &["--cors-origin", "nonsense"],
+            r#""nonsense" is not an origin"#,
+        ),
+        (
+            &["--latency", "bogus"],
+            "invalid value 'bogus' for '--latency",
+        ),
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mockpredict-server"))
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .await
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(stderr.contains("--help"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("listening"), "{args:?}: {stderr}");
+    }
+}
+
 #[tokio::test]
 async fn a_second_signal_cuts_the_drain_short_with_exit_130() {
     let mut server = spawn_server(&["--bind", "127.0.0.1:0", "--latency", "30s"], &[]).await;
