@@ -96,7 +96,7 @@ pub fn document() -> Value {
                     "401": unauthorized,
                     "408": error_response("The body did not fully arrive within the header-read timeout, 10 s by default (`request_timeout`)."),
                     "413": error_response("Body over the limit, 1 MiB by default (`payload_too_large`)."),
-                    "415": error_response("Content-Type is not JSON, or the body has a Content-Encoding (`unsupported_media_type`)."),
+                    "415": error_response("Content-Type is not JSON, or the body has a Content-Encoding other than identity (`unsupported_media_type`)."),
                     "422": error_response("Missing or mistyped `input`, or a bad `async_mode` (`validation_error`)."),
                     "429": {"description": "Queue full (`queue_full`).", "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
