@@ -736,35 +736,32 @@ where
 /// Syntax errors are 400 (not JSON); well-formed JSON of the wrong shape is 422.
 fn parse_input<I: DeserializeOwned>(bytes: &[u8]) -> Result<I, ApiError> {
     use serde_json::error::Category;
-    let not_an_object = || {
-        ApiError::Validation(
-            "invalid request body: expected a JSON object such as {\"input\": ...}".into(),
-        )
-    };
-    let is_object = bytes.trim_ascii_start().first() == Some(&b'{');
-    let request = match serde_json::from_slice::<PredictRequest<I>>(bytes) {
-        Ok(request) => request,
-        Err(e) => {
-            return Err(match e.classify() {
-                // serde stops at the first wrong type, before it would reach a later
-                // syntax error (`{"input": 5 garbage`): only JSON that parses as a whole
-                // is of the wrong shape. This second pass runs on the error path only.
-                Category::Data => match serde_json::from_slice::<IgnoredAny>(bytes) {
-                    Err(syntax) => ApiError::MalformedJson(syntax.to_string()),
-                    Ok(_) if !is_object => not_an_object(),
-                    Ok(_) => ApiError::Validation(format!("invalid request body: {e}")),
-                },
-                Category::Syntax | Category::Eof => ApiError::MalformedJson(e.to_string()),
-                Category::Io => ApiError::UnreadableBody(e.to_string()),
-            });
-        }
-    };
-    // serde's derive also reads a struct from a sequence, so `["x"]` would pass as
-    // `{"input": "x"}`; the body must be an object, as the original (FastAPI) required.
-    if !is_object {
-        return Err(not_an_object());
+    // The body must be an object, as the original (FastAPI) required. Anything else is
+    // only checked for syntax: serde's derive would read a struct from an array
+    // (`["x"]` as `{"input": "x"}`), and report the rest of a longer one as a syntax
+    // error.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(match serde_json::from_slice::<IgnoredAny>(bytes) {
+            Ok(_) => ApiError::Validation(
+                "invalid request body: expected a JSON object such as {\"input\": ...}".into(),
+            ),
+            Err(e) => ApiError::MalformedJson(e.to_string()),
+        });
     }
-    Ok(request.input)
+    match serde_json::from_slice::<PredictRequest<I>>(bytes) {
+        Ok(request) => Ok(request.input),
+        Err(e) => Err(match e.classify() {
+            // serde stops at the first wrong type, before it would reach a later syntax
+            // error (`{"input": 5 garbage`): only JSON that parses as a whole is of the
+            // wrong shape. This second pass runs on the error path only.
+            Category::Data => match serde_json::from_slice::<IgnoredAny>(bytes) {
+                Ok(_) => ApiError::Validation(format!("invalid request body: {e}")),
+                Err(syntax) => ApiError::MalformedJson(syntax.to_string()),
+            },
+            Category::Syntax | Category::Eof => ApiError::MalformedJson(e.to_string()),
+            Category::Io => ApiError::UnreadableBody(e.to_string()),
+        }),
+    }
 }
 
 /// Bodies that never change, written once.
@@ -1086,6 +1083,8 @@ mod tests {
             (br#"{"input": 5 garbage"#, "malformed_json"),
             (br#"{"text": "x" garbage"#, "malformed_json"),
             (br#""x" garbage"#, "malformed_json"),
+            (br#"["x", 1"#, "malformed_json"),
+            (b"", "malformed_json"),
             (br#"{"input": 5}"#, "validation_error"),
         ] {
             let e = parse_input::<String>(body).expect_err("refused");
@@ -1282,7 +1281,14 @@ mod tests {
     /// server deserializes into.
     #[test]
     fn a_body_that_is_not_an_object_says_so() {
-        for body in [&br#""x""#[..], b"5", b"null", br#"["x"]"#] {
+        for body in [
+            &br#""x""#[..],
+            b"5",
+            b"null",
+            br#"["x"]"#,
+            br#"["x", 1]"#,
+            b"[]",
+        ] {
             let e = parse_input::<String>(body).expect_err("refused");
             assert_eq!(
                 e,

@@ -197,32 +197,76 @@ pub enum Cors {
 }
 
 impl Cors {
-    /// The first listed origin that is not one (an origin is `scheme://host`, with an
-    /// optional `:port` and nothing after it, as browsers send it in `Origin`), if
-    /// any: such an entry can never match, and is most likely a typo.
+    /// The first listed origin that is not one, if any: such an entry can never match
+    /// what a browser sends in `Origin`, and is most likely a typo. An origin is
+    /// `scheme://host` with an optional `:port` (1–65535) and nothing after it, in
+    /// ASCII (a browser sends an international host in its punycode form), or `null`
+    /// (what sandboxed frames and `file:` pages send; allow it only knowingly).
     pub fn invalid_origin(&self) -> Option<&str> {
         let Cors::Origins(list) = self else {
             return None;
         };
-        let is_origin = |o: &str| {
-            let Some((scheme, host)) = o.split_once("://") else {
-                return false;
-            };
-            let mut scheme = scheme.chars();
-            scheme.next().is_some_and(|c| c.is_ascii_alphabetic())
-                && scheme.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-                && !host.is_empty()
-                && !host.contains(|c: char| c.is_whitespace() || "/?#@".contains(c))
-        };
         list.iter().map(String::as_str).find(|o| !is_origin(o))
     }
+}
+
+/// See [`Cors::invalid_origin`].
+fn is_origin(o: &str) -> bool {
+    if o == "null" {
+        return true;
+    }
+    let Some((scheme, authority)) = o.split_once("://") else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok
+        || !authority.is_ascii()
+        || authority.contains(|c: char| c.is_ascii_whitespace() || "/?#@".contains(c))
+    {
+        return false;
+    }
+    // An IPv6 literal is bracketed: its colons are not a port's.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, rest)) if !addr.is_empty() => match rest {
+                "" => (addr, None),
+                _ => match rest.strip_prefix(':') {
+                    Some(port) => (addr, Some(port)),
+                    None => return false,
+                },
+            },
+            _ => return false,
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    !host.is_empty()
+        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0) && !p.starts_with('+'))
+}
+
+/// How a browser serializes an origin: scheme and host in lowercase, and no port when
+/// it is the scheme's default. Matching is then a byte comparison.
+fn normalize_origin(o: &str) -> String {
+    let o = o.to_ascii_lowercase();
+    for (scheme, port) in [("https://", ":443"), ("http://", ":80")] {
+        if o.starts_with(scheme) && o.ends_with(port) {
+            return o[..o.len() - port.len()].to_owned();
+        }
+    }
+    o
 }
 
 impl std::str::FromStr for Cors {
     type Err = std::convert::Infallible;
 
     /// `*` is [`Cors::Any`], `off` (or `none`, or empty) is [`Cors::Off`], anything
-    /// else a comma-separated list of origins.
+    /// else a comma-separated list of origins, written as browsers send them (see
+    /// [`Cors::invalid_origin`]): trailing slashes dropped, scheme and host in
+    /// lowercase, a default port (`:443` for https, `:80` for http) left out.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         Ok(match s {
@@ -230,7 +274,7 @@ impl std::str::FromStr for Cors {
             "" | "off" | "none" => Cors::Off,
             list => Cors::Origins(
                 list.split(',')
-                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .map(|o| normalize_origin(o.trim().trim_end_matches('/')))
                     .filter(|o| !o.is_empty())
                     .collect(),
             ),
@@ -255,6 +299,20 @@ mod tests {
         );
     }
 
+    /// Listed origins are kept as browsers send them, so that an exact comparison
+    /// matches.
+    #[test]
+    fn origins_are_kept_as_browsers_send_them() {
+        assert_eq!(
+            "HTTPS://App.Example:443/, http://a.example:80, http://a.example:8080".parse::<Cors>(),
+            Ok(Cors::Origins(vec![
+                "https://app.example".into(),
+                "http://a.example".into(),
+                "http://a.example:8080".into(),
+            ]))
+        );
+    }
+
     #[test]
     fn origins_that_cannot_match_are_found() {
         for good in [
@@ -263,6 +321,9 @@ mod tests {
             "https://a.example/, http://b.example:3000",
             "http://localhost:3000",
             "app+x://[::1]:8080",
+            "http://[::1]",
+            "https://xn--bcher-kva.example",
+            "null",
         ] {
             assert_eq!(
                 good.parse::<Cors>().expect("parses").invalid_origin(),
@@ -278,6 +339,15 @@ mod tests {
             ("https://", "https:"),
             ("1http://a.example", "1http://a.example"),
             ("https://a.example?x=1", "https://a.example?x=1"),
+            ("https://bücher.example", "https://bücher.example"),
+            ("https://a.example:", "https://a.example:"),
+            ("https://a.example:x", "https://a.example:x"),
+            ("https://a.example:0", "https://a.example:0"),
+            ("https://a.example:+1", "https://a.example:+1"),
+            ("https://a.example:70000", "https://a.example:70000"),
+            ("http://[::1", "http://[::1"),
+            ("http://[::1]x", "http://[::1]x"),
+            ("*,https://a.example", "*"),
         ] {
             let cors: Cors = list.parse().expect("parses");
             assert_eq!(cors.invalid_origin(), Some(bad), "{list}");

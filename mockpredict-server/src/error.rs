@@ -184,7 +184,8 @@ impl ApiError {
         }
     }
 
-    /// The JSON response, with `Allow`, `Retry-After` or `WWW-Authenticate` as fits.
+    /// The JSON response, with `Allow`, `Retry-After`, `WWW-Authenticate` or
+    /// `Accept-Encoding` as fits.
     pub(crate) fn into_response(self) -> Response<Body> {
         match &self {
             ApiError::BackendUnavailable(m) => tracing::error!(error = %m, "backend failure"),

@@ -2,9 +2,9 @@
 //! `MOCKPREDICT_<NAME>`), installs the tracing subscriber, binds, and runs
 //! [`mockpredict_server::serve`] until SIGTERM or SIGINT.
 //!
-//! Exit codes: 0 after a clean shutdown, 1 when the server cannot start (bad flag
-//! value, address in use), 2 for usage errors (from clap), 130 when a second
-//! SIGTERM/SIGINT cut the drain short.
+//! Exit codes: 0 after a clean shutdown, 1 when the server cannot start (address in
+//! use, say), 2 for usage errors (an unknown flag, or a value that does not parse or
+//! validate), 130 when a second SIGTERM/SIGINT cut the drain short.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -197,7 +197,8 @@ impl TryFrom<Flags> for Settings {
         };
         if let Some(bad) = cors.invalid_origin() {
             anyhow::bail!(
-                "invalid --cors-origin: {bad:?} is not an origin (such as https://app.example), `*` or `off`"
+                "invalid --cors-origin: {bad:?} is not an origin such as https://app.example \
+                 or http://localhost:3000 (`*` and `off` stand alone, not in a list)"
             );
         }
         let server = ServerConfig::default()
