@@ -250,9 +250,8 @@ where
             // A path with trailing slashes on a known route is answered as that route:
             // its other methods redirect there (307), and a browser's preflight cannot
             // follow a redirect, so the preflight itself must pass.
-            let trimmed = path.trim_end_matches('/');
             let known = routes::allowed_methods(path)
-                .or_else(|| (!trimmed.is_empty()).then(|| routes::allowed_methods(trimmed))?);
+                .or_else(|| trailing_slash_route(path).map(|(_, known)| known));
             return match known {
                 Some((route, allow)) => Dispatched::new(options_response(allow), Some(route)),
                 None => Dispatched::new(ApiError::RouteNotFound.into_response(), None),
@@ -937,16 +936,22 @@ fn sync_body<I: Serialize, O: Serialize>(p: &Prediction<I, O>) -> Result<Vec<u8>
 /// posting to `/predictions/predict/` got a 307 to `/predictions/predict`. Only known
 /// routes redirect, so this never points anywhere else.
 fn slash_redirect(path: &str, query: Option<&str>) -> Option<(Route, HeaderValue)> {
-    let trimmed = path.trim_end_matches('/');
-    if trimmed.is_empty() || trimmed.len() == path.len() {
-        return None;
-    }
-    let (route, _) = routes::allowed_methods(trimmed)?;
+    let (trimmed, (route, _)) = trailing_slash_route(path)?;
     let location = match query {
         Some(q) => format!("{trimmed}?{q}"),
         None => trimmed.to_owned(),
     };
     Some((route, HeaderValue::from_str(&location).ok()?))
+}
+
+/// The known route that a path with trailing slashes names once they are dropped: the
+/// path without them, and the route with its methods.
+fn trailing_slash_route(path: &str) -> Option<(&str, (Route, &'static str))> {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() || trimmed.len() == path.len() {
+        return None;
+    }
+    Some((trimmed, routes::allowed_methods(trimmed)?))
 }
 
 /// 307 (not 301/308 and not 302/303): the client repeats the same method and body.
