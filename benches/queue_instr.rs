@@ -35,7 +35,7 @@
 //! the steady state.
 #![allow(missing_docs)]
 
-use std::time::{Duration, Instant as Clock};
+use std::time::Instant as Clock;
 
 use clap::Parser;
 use mockpredict_core::{JobQueue, QueueConfig};
@@ -43,7 +43,7 @@ use mockpredict_core::{JobQueue, QueueConfig};
 #[path = "instant_model.rs"]
 mod instant_model;
 
-use instant_model::{Baseline, Instant, baseline, baseline_batch, queue_batch};
+use instant_model::{Instant, baseline, baseline_batch, queue_batch};
 
 #[derive(Debug, Parser)]
 struct Flags {
@@ -93,7 +93,6 @@ fn main() {
             .build()
     }
     .expect("runtime");
-    let per_run = (flags.rounds * flags.batch) as f64;
     rt.block_on(async {
         // Only the sides measured are built: under callgrind, the other's set-up
         // would count too.
@@ -107,11 +106,11 @@ fn main() {
         });
         let baseline_ns = async || {
             let tx = tx.as_ref().expect("built for this side");
-            ns(run_baseline(tx, &flags).await, per_run)
+            per_prediction(&flags, async || baseline_batch(tx, flags.batch).await).await
         };
         let queue_ns = async || {
             let queue = queue.as_ref().expect("built for this side");
-            ns(run_queue(queue, &flags).await, per_run)
+            per_prediction(&flags, async || queue_batch(queue, flags.batch).await).await
         };
         match flags.side.as_str() {
             "baseline" => eprintln!("baseline: {:.0} ns per prediction", baseline_ns().await),
@@ -149,23 +148,11 @@ fn main() {
     });
 }
 
-/// Wall-clock nanoseconds per prediction.
-fn ns(took: Duration, predictions: f64) -> f64 {
-    took.as_nanos() as f64 / predictions
-}
-
-async fn run_baseline(tx: &Baseline, flags: &Flags) -> Duration {
+/// Wall-clock nanoseconds per prediction over `--rounds` runs of `batch`.
+async fn per_prediction(flags: &Flags, mut batch: impl AsyncFnMut()) -> f64 {
     let started = Clock::now();
     for _ in 0..flags.rounds {
-        baseline_batch(tx, flags.batch).await;
+        batch().await;
     }
-    started.elapsed()
-}
-
-async fn run_queue(queue: &JobQueue<Instant>, flags: &Flags) -> Duration {
-    let started = Clock::now();
-    for _ in 0..flags.rounds {
-        queue_batch(queue, flags.batch).await;
-    }
-    started.elapsed()
+    started.elapsed().as_nanos() as f64 / (flags.rounds * flags.batch) as f64
 }
