@@ -735,25 +735,35 @@ where
 /// Syntax errors are 400 (not JSON); well-formed JSON of the wrong shape is 422.
 fn parse_input<I: DeserializeOwned>(bytes: &[u8]) -> Result<I, ApiError> {
     use serde_json::error::Category;
+    // JSON text is UTF-8 (RFC 8259 §8.1). serde_json checks only the strings it keeps,
+    // so a bad byte in an ignored field (`{"x": "\xff", "input": "ok"}`) would pass:
+    // the whole body is checked once here (short bodies, an ASCII fast path), and
+    // parsed as the `str` it then is.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ApiError::MalformedJson(format!(
+            "not UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
+        ))
+    })?;
     // The body must be an object, as the original (FastAPI) required. Anything else is
     // only checked for syntax: serde's derive would read a struct from an array
     // (`["x"]` as `{"input": "x"}`), and report the rest of a longer one as a syntax
     // error.
-    if bytes.trim_ascii_start().first() != Some(&b'{') {
-        return Err(match serde_json::from_slice::<IgnoredAny>(bytes) {
+    if text.trim_ascii_start().as_bytes().first() != Some(&b'{') {
+        return Err(match serde_json::from_str::<IgnoredAny>(text) {
             Ok(_) => ApiError::Validation(
                 "invalid request body: expected a JSON object such as {\"input\": ...}".into(),
             ),
             Err(e) => ApiError::MalformedJson(e.to_string()),
         });
     }
-    match serde_json::from_slice::<PredictRequest<I>>(bytes) {
+    match serde_json::from_str::<PredictRequest<I>>(text) {
         Ok(request) => Ok(request.input),
         Err(e) => Err(match e.classify() {
             // serde stops at the first wrong type, before it would reach a later syntax
             // error (`{"input": 5 garbage`): only JSON that parses as a whole is of the
             // wrong shape. This second pass runs on the error path only.
-            Category::Data => match serde_json::from_slice::<IgnoredAny>(bytes) {
+            Category::Data => match serde_json::from_str::<IgnoredAny>(text) {
                 Ok(_) => ApiError::Validation(format!("invalid request body: {e}")),
                 Err(syntax) => ApiError::MalformedJson(syntax.to_string()),
             },
@@ -1078,6 +1088,16 @@ mod tests {
             parse_input::<String>(br#" {"input": "x", "extra": 1}"#).ok(),
             Some("x".to_owned())
         );
+        assert_eq!(
+            parse_input::<String>("{\"input\": \"héllo 🙂\"}".as_bytes()).ok(),
+            Some("héllo 🙂".to_owned())
+        );
+        assert_eq!(
+            parse_input::<String>(b"{\"input\": \"ok\xff\"}").err(),
+            Some(ApiError::MalformedJson(
+                "not UTF-8 (invalid byte at offset 13)".into()
+            ))
+        );
         for (body, error_type) in [
             (&br#"["x"]"#[..], "validation_error"),
             (br#""x""#, "validation_error"),
@@ -1091,6 +1111,10 @@ mod tests {
             (br#"["x", 1"#, "malformed_json"),
             (b"", "malformed_json"),
             (br#"{"input": 5}"#, "validation_error"),
+            // Not UTF-8, in an ignored field, in the input, or outside an object.
+            (b"{\"x\": \"\xff\", \"input\": \"ok\"}", "malformed_json"),
+            (b"{\"input\": \"\xc3\"}", "malformed_json"),
+            (b"[\"\xff\"]", "malformed_json"),
         ] {
             let e = parse_input::<String>(body).expect_err("refused");
             assert_eq!(

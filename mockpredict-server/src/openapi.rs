@@ -92,7 +92,7 @@ pub fn document() -> Value {
                     "202": {"description": "Async, or sync past its wait: poll `Location`.",
                             "headers": {"Location": {"schema": {"type": "string"}, "description": "/predictions/predict/{prediction_id}"}},
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}},
-                    "400": error_response("Body is not JSON (`malformed_json`)."),
+                    "400": error_response("Body is not UTF-8 JSON (`malformed_json`)."),
                     "401": unauthorized,
                     "408": error_response("The body did not fully arrive within the header-read timeout, 10 s by default (`request_timeout`)."),
                     "413": error_response("Body over the limit, 1 MiB by default (`payload_too_large`)."),
