@@ -39,7 +39,9 @@ use crate::{App, Body, Result};
 /// 503), the listener closes, open connections finish their in-flight requests (sync
 /// predictions included) and close, and the queue gets whatever is left of
 /// [`shutdown_timeout`](crate::ServerConfig::shutdown_timeout) to finish admitted
-/// predictions before it cancels the rest.
+/// predictions before it cancels the rest. Clients still waiting then get those
+/// `canceled` answers (connections have up to a second more to write them) before
+/// this returns.
 ///
 /// # Errors
 ///
@@ -171,8 +173,25 @@ where
         .queue()
         .shutdown(deadline.saturating_duration_since(Instant::now()))
         .await;
+    // What the queue canceled is still owed an answer: sync clients get their
+    // `canceled` prediction, event streams their last event, and then their
+    // connections close (they are draining). A process exits when this returns, so
+    // give them a moment to write it; a client that does not read is not waited for.
+    if !connections.is_empty() {
+        match tokio::time::timeout(ANSWER_GRACE, connections.wait()).await {
+            Ok(()) => tracing::info!("all connections closed"),
+            Err(_) => tracing::warn!(
+                connections = connections.len(),
+                "closing connections that did not take their last answers"
+            ),
+        }
+    }
     Ok(report)
 }
+
+/// After the shutdown timeout, how long connections may take to write the answers
+/// of the predictions the queue canceled then.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 /// How a connection ended.
 enum Ended<E> {

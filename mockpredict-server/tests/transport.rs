@@ -651,6 +651,61 @@ async fn binary_exits_2_on_flag_values_that_do_not_validate() {
     }
 }
 
+/// At the shutdown timeout the queue cancels what is left, and every client still
+/// waiting gets its answer (`canceled`) before the process exits: none is cut off
+/// with no response at all.
+#[tokio::test]
+async fn at_the_shutdown_timeout_every_waiting_sync_client_gets_its_answer() {
+    let mut server = spawn_server(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--latency",
+            "30s",
+            "--concurrency",
+            "4",
+            "--shutdown-timeout",
+            "300ms",
+            "--access-log",
+            "off",
+        ],
+        &[],
+    )
+    .await;
+    let _log = server.drain_log();
+    let url = format!("http://{}{PREDICT}?async_mode=false", server.addr);
+    let clients: Vec<_> = (0..300)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { post_json(&url, r#"{"input":"x"}"#).await })
+        })
+        .collect();
+    // All 300 admitted (4 processing, 296 queued) before the signal.
+    let metrics = format!("http://{}/metrics", server.addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(&metrics)
+        .await
+        .text()
+        .contains("mockpredict_queue_depth 296")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the 300 predictions were never admitted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.signal("TERM");
+    for client in clients {
+        let r = timeout(Duration::from_secs(10), client)
+            .await
+            .expect("answered in time")
+            .expect("task");
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["status"], "canceled", "{}", r.text());
+    }
+    server.exited_0().await;
+}
+
 #[tokio::test]
 async fn a_second_signal_cuts_the_drain_short_with_exit_130() {
     let mut server = spawn_server(&["--bind", "127.0.0.1:0", "--latency", "30s"], &[]).await;
