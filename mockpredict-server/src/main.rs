@@ -304,6 +304,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    let json_logs = flags.log_format == LogFormat::Json;
     let access_line = init_tracing(flags.log_format);
     // A flag value that does not validate is a usage error, as clap's own are: its
     // message and exit code 2 (1 is for a server that could not start).
@@ -323,8 +324,13 @@ fn main() -> ExitCode {
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            // Said once: as a log event where logs are JSON for a collector, as a
+            // plain line where they are text for a person.
+            if json_logs {
+                tracing::error!("{e:#}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::FAILURE
         }
     };

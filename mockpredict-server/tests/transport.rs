@@ -617,7 +617,10 @@ async fn binary_exits_1_when_the_address_is_taken() {
         .await
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot listen on {addr}")));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let says = format!("cannot listen on {addr}");
+    assert_eq!(stderr.matches(&says).count(), 1, "said once: {stderr}");
+    assert!(stderr.contains(&format!("error: {says}")), "{stderr}");
 }
 
 /// A flag value that does not validate is a usage error, like a malformed one: exit
