@@ -271,7 +271,35 @@ async fn shutdown_signal() {
     }
 }
 
+/// Open files the server needs besides its connections: standard streams, the
+/// listener, the runtime's epoll and wake-up descriptors, with room to spare.
+const FILES_BESIDES_CONNECTIONS: u64 = 64;
+
+/// Raises the soft limit on open files to the hard limit, as Go and nginx do: every
+/// connection holds one, and a common soft limit (1,024) is below what
+/// `--max-connections` allows. Warns when the limit is still too low for it.
+fn raise_open_file_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let needed = (max_connections as u64).saturating_add(FILES_BESIDES_CONNECTIONS);
+            if limit < needed {
+                tracing::warn!(
+                    limit,
+                    max_connections,
+                    "the open-file limit is below what --max-connections needs: accepts will \
+                     fail before the cap is reached; raise the hard limit (`ulimit -Hn`) or \
+                     lower --max-connections"
+                );
+            } else {
+                tracing::debug!(limit, "open-file limit");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not read or raise the open-file limit"),
+    }
+}
+
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    raise_open_file_limit(settings.server.max_connections);
     let listener = tokio::net::TcpListener::bind(&settings.bind)
         .await
         .with_context(|| format!("cannot listen on {}", settings.bind))?;

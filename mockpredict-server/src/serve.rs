@@ -78,6 +78,7 @@ where
     // the server would never accept a connection.
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     tokio::pin!(shutdown);
+    let mut accept_errors = AcceptBackoff::default();
     loop {
         // Take a connection slot before accepting, so a full server leaves new
         // connections in the kernel's backlog instead of accepting and starving them.
@@ -93,12 +94,19 @@ where
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    accept_errors.recovered();
+                    accepted
+                }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    // EMFILE and friends: back off instead of spinning, and keep
+                    // the slot's connection in the kernel's backlog meanwhile.
+                    let pause = accept_errors.failed(&e);
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(pause) => continue,
+                    }
                 }
             },
         };
@@ -192,6 +200,42 @@ where
 /// After the shutdown timeout, how long connections may take to write the answers
 /// of the predictions the queue canceled then.
 const ANSWER_GRACE: Duration = Duration::from_secs(1);
+
+/// Failed accepts in a row (out of file descriptors, say): the pause before the
+/// next try doubles from 5 ms to 1 s, as Go's `net/http` does, and the log says so
+/// when it starts and when accepting works again, not on every retry.
+#[derive(Default)]
+struct AcceptBackoff {
+    failures: u64,
+    pause: Duration,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MOST: Duration = Duration::from_secs(1);
+
+    /// Counts a failed accept and returns how long to wait before the next.
+    fn failed(&mut self, error: &std::io::Error) -> Duration {
+        if self.failures == 0 {
+            tracing::warn!(
+                %error,
+                "accept failed; retrying with a growing pause (out of file descriptors? \
+                 see --max-connections and `ulimit -n`)"
+            );
+        }
+        self.failures += 1;
+        self.pause = (self.pause * 2).clamp(Self::FIRST, Self::MOST);
+        self.pause
+    }
+
+    /// An accept worked: logs the end of a run of failures, if any.
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failed = self.failures, "accepting connections again");
+            *self = Self::default();
+        }
+    }
+}
 
 /// How a connection ended.
 enum Ended<E> {
@@ -383,5 +427,22 @@ impl hyper::body::Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_back_off_from_5_ms_to_1_s_and_start_over_once_one_works() {
+        let mut backoff = AcceptBackoff::default();
+        let e = std::io::Error::from_raw_os_error(24); // EMFILE
+        let pauses: Vec<u64> = (0..10)
+            .map(|_| backoff.failed(&e).as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        backoff.recovered();
+        assert_eq!(backoff.failed(&e), Duration::from_millis(5));
     }
 }

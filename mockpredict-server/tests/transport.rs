@@ -728,6 +728,48 @@ async fn a_second_signal_cuts_the_drain_short_with_exit_130() {
     assert_eq!(status.code(), Some(130));
 }
 
+/// The server raises its soft open-file limit to the hard one (every connection
+/// holds a file), and warns when even that is below what `--max-connections` needs.
+#[tokio::test]
+async fn binary_raises_its_open_file_limit_and_warns_when_it_is_too_low() {
+    // Soft limit 200, hard limit as it was: raised to the hard limit.
+    let mut raised = spawn_server_in_shell("ulimit -Sn 200", &["--bind", "127.0.0.1:0"]).await;
+    let pid = raised.child.id().expect("running");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let numbers: Vec<&str> = files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "soft limit not raised: {files}");
+    assert_ne!(numbers[0], "200", "soft limit not raised: {files}");
+    // Serving (and so handling signals) before it is told to stop.
+    let health = format!("http://{}/healthz", raised.addr);
+    assert_eq!(get(&health).await.status, StatusCode::OK);
+    raised.stop("TERM").await;
+    // Both limits 200, below the default 1,024 connections: a warning at start.
+    let mut low = spawn_server_in_shell("ulimit -n 200", &["--bind", "127.0.0.1:0"]).await;
+    assert!(
+        low.first_lines
+            .iter()
+            .any(|l| l.contains("open-file limit is below") && l.contains("max_connections=1024")),
+        "{:#?}",
+        low.first_lines
+    );
+    let health = format!("http://{}/healthz", low.addr);
+    assert_eq!(get(&health).await.status, StatusCode::OK);
+    low.stop("TERM").await;
+}
+
+/// [`spawn_server`], with a shell command (a `ulimit`, say) run first in the same
+/// process.
+async fn spawn_server_in_shell(first: &str, args: &[&str]) -> Spawned {
+    let script = format!("{first} && exec \"$0\" \"$@\"");
+    let mut all = vec!["-c", &script, env!("CARGO_BIN_EXE_mockpredict-server")];
+    all.extend_from_slice(args);
+    spawn_program("sh", &all, &[]).await
+}
+
 /// A `mockpredict-server` process started by [`spawn_server`].
 struct Spawned {
     child: tokio::process::Child,
@@ -783,7 +825,12 @@ impl Spawned {
 /// variables, so a developer's shell cannot change the test), and waits for the
 /// `listening on http://ADDR` line, in text or JSON logs.
 async fn spawn_server(args: &[&str], env: &[(&str, &str)]) -> Spawned {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mockpredict-server"));
+    spawn_program(env!("CARGO_BIN_EXE_mockpredict-server"), args, env).await
+}
+
+/// [`spawn_server`] through `program` (the server itself, or a shell that execs it).
+async fn spawn_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Spawned {
+    let mut command = tokio::process::Command::new(program);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("MOCKPREDICT_") {
             command.env_remove(name);
