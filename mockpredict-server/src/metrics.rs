@@ -1,7 +1,7 @@
 //! [`Metrics`]: the Prometheus registry behind `GET /metrics` (prediction outcomes,
 //! queue gauges, queue-wait and model-time histograms, HTTP requests and durations).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -76,6 +76,10 @@ struct Inner {
     /// as Prometheus advises for known label values.
     finished: [Counter; 3],
     rejected: Counter,
+    /// Brought up to the queue's count at each scrape (see `render`), under
+    /// `submitted_sync` so that two scrapes at once do not both add the difference.
+    submitted: Counter,
+    submitted_sync: Mutex<()>,
     queue_depth: Gauge,
     in_flight: Gauge,
     capacity: Gauge,
@@ -136,6 +140,13 @@ impl Metrics {
             "predictions_rejected",
             "Submissions refused because the queue was full",
             rejected.clone(),
+        );
+        let submitted = Counter::default();
+        registry.register(
+            "predictions_submitted",
+            "Predictions admitted to the queue, sync and async: each ends up in \
+             predictions_total, or is still queued or running",
+            submitted.clone(),
         );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
@@ -209,6 +220,8 @@ impl Metrics {
                 }),
                 predictions,
                 rejected,
+                submitted,
+                submitted_sync: Mutex::new(()),
                 queue_depth,
                 in_flight,
                 capacity,
@@ -289,6 +302,16 @@ impl Metrics {
         set(&i.capacity, stats.capacity);
         set(&i.concurrency, stats.concurrency);
         set(&i.retained, stats.retained);
+        {
+            let _one_at_a_time = i
+                .submitted_sync
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let shown = i.submitted.get();
+            if stats.submitted_total > shown {
+                i.submitted.inc_by(stats.submitted_total - shown);
+            }
+        }
         self.encode()
     }
 

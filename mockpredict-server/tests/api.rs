@@ -521,6 +521,11 @@ async fn a_full_queue_answers_429_with_retry_after() {
         metrics.contains("mockpredict_predictions_rejected_total 1"),
         "{metrics}"
     );
+    // The refused one was not admitted.
+    assert!(
+        metrics.contains("mockpredict_predictions_submitted_total 1\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -733,6 +738,7 @@ async fn metrics_count_predictions_requests_and_timings() {
     let text = m.text();
     for needle in [
         r#"mockpredict_predictions_total{status="succeeded"} 1"#,
+        "mockpredict_predictions_submitted_total 1\n",
         "mockpredict_queue_depth 0",
         "mockpredict_in_flight 0",
         "mockpredict_queue_capacity 10000",
