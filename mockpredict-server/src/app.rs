@@ -75,6 +75,9 @@ struct Inner<M: Model, B: Backend<Input = M::Input, Output = M::Output>> {
     /// Set once shutdown begins: `/readyz` answers 503 and new predictions are refused,
     /// while requests already in flight finish.
     draining: AtomicBool,
+    /// Set when shutdown's drain delay begins (before `draining`): `/readyz` answers
+    /// 503, everything else works as before.
+    unready: AtomicBool,
 }
 
 impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Clone for App<M, B> {
@@ -125,6 +128,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> App<M, B> {
                 config,
                 metrics,
                 draining: AtomicBool::new(false),
+                unready: AtomicBool::new(false),
             }),
         }
     }
@@ -142,6 +146,15 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> App<M, B> {
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Takes the server out of rotation: `/readyz` answers 503 from now on, and
+    /// everything else keeps working, new predictions included. [`serve`](crate::serve())
+    /// calls this when its shutdown signal fires and a
+    /// [`drain_delay`](crate::ServerConfig::drain_delay) is set, before
+    /// [`drain`](Self::drain).
+    pub fn unready(&self) {
+        self.inner.unready.store(true, Ordering::Release);
     }
 
     /// Starts draining: `/readyz` answers 503 and new predictions get 503
@@ -378,7 +391,8 @@ where
     }
 
     async fn readyz(&self) -> Result<Response<Body>, ApiError> {
-        if !self.is_draining() && self.inner.queue.is_ready().await {
+        let withdrawn = self.inner.unready.load(Ordering::Acquire) || self.is_draining();
+        if !withdrawn && self.inner.queue.is_ready().await {
             Ok(static_json(StatusCode::OK, wire_static::HEALTH_READY))
         } else {
             Err(ApiError::NotReady)

@@ -49,6 +49,11 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests and predictions before
     /// canceling what is left. Default 30 s.
     pub shutdown_timeout: Duration,
+    /// On shutdown, how long the server keeps serving (and accepting) with `/readyz`
+    /// answering 503 before its listener closes and the drain proper begins, so that
+    /// load balancers take it out of rotation first (as a Kubernetes `preStop` sleep
+    /// or Envoy's drain time would). Default 0: the listener closes at once.
+    pub drain_delay: Duration,
     /// How often an idle event stream sends a keep-alive comment. Default 15 s.
     pub sse_keep_alive: Duration,
     /// Whether each request is logged (`info`, target `mockpredict_server::access`:
@@ -71,6 +76,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
             shutdown_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             sse_keep_alive: Duration::from_secs(15),
             access_log: true,
             access_log_sink: AccessLogSink::default(),
@@ -132,6 +138,13 @@ impl ServerConfig {
     #[must_use]
     pub fn shutdown_timeout(mut self, d: Duration) -> Self {
         self.shutdown_timeout = d;
+        self
+    }
+
+    /// Sets [`drain_delay`](Self::drain_delay).
+    #[must_use]
+    pub fn drain_delay(mut self, d: Duration) -> Self {
+        self.drain_delay = d;
         self
     }
 

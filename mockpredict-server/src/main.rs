@@ -96,6 +96,12 @@ struct Flags {
     #[arg(long, env = "MOCKPREDICT_SHUTDOWN_TIMEOUT", default_value = "30s")]
     shutdown_timeout: humantime::Duration,
 
+    /// On SIGTERM/SIGINT, how long to keep serving with /readyz answering 503 before
+    /// the listener closes and the drain begins, so load balancers stop sending
+    /// traffic first (a few seconds under Kubernetes). 0: close at once.
+    #[arg(long, env = "MOCKPREDICT_DRAIN_DELAY", default_value = "0s")]
+    drain_delay: humantime::Duration,
+
     /// A connection must send its request headers within this, or it is closed; so is
     /// one idle (no request in flight) for this long.
     #[arg(long, env = "MOCKPREDICT_HEADER_READ_TIMEOUT", default_value = "10s")]
@@ -208,6 +214,7 @@ impl TryFrom<Flags> for Settings {
             .api_token(f.api_token)
             .cors(cors)
             .shutdown_timeout(capped(f.shutdown_timeout))
+            .drain_delay(capped(f.drain_delay))
             .header_read_timeout(capped(f.header_read_timeout))
             .max_connections(f.max_connections)
             .access_log(f.access_log == Switch::On);

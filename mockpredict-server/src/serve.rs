@@ -35,8 +35,10 @@ use crate::{App, Body, Result};
 /// Serves `app` on `listener` until `shutdown` resolves, then shuts down gracefully
 /// and returns what the queue's shutdown did.
 ///
-/// On shutdown: the app starts [draining](App::drain) (`/readyz` 503, new predictions
-/// 503), the listener closes, open connections finish their in-flight requests (sync
+/// On shutdown: if [`drain_delay`](crate::ServerConfig::drain_delay) is set, the
+/// server first keeps serving that long with `/readyz` answering 503
+/// ([`App::unready`]); then the app starts [draining](App::drain) (`/readyz` 503, new
+/// predictions 503), the listener closes, open connections finish their in-flight requests (sync
 /// predictions included) and close, and the queue gets whatever is left of
 /// [`shutdown_timeout`](crate::ServerConfig::shutdown_timeout) to finish admitted
 /// predictions before it cancels the rest. Clients still waiting then get those
@@ -77,6 +79,20 @@ where
     // At least one, as the setter ensures: with zero (set through the public field)
     // the server would never accept a connection.
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    // The accept loop ends when the signal has fired and the drain delay (if any)
+    // has passed, serving as before meanwhile but for `/readyz`.
+    let shutdown = async {
+        shutdown.await;
+        let delay = config.drain_delay.min(FOREVER);
+        if !delay.is_zero() {
+            app.unready();
+            tracing::info!(
+                delay = %humantime::format_duration(delay),
+                "shutting down: /readyz answers 503; still serving until the drain delay ends"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    };
     tokio::pin!(shutdown);
     let mut accept_errors = AcceptBackoff::default();
     loop {

@@ -301,6 +301,41 @@ async fn graceful_shutdown_finishes_an_in_flight_sync_prediction() {
     assert!(report.drained);
 }
 
+/// With a drain delay, shutdown first takes the server out of rotation (`/readyz`
+/// 503) while it keeps accepting and serving, predictions included; then the
+/// listener closes.
+#[tokio::test]
+async fn a_drain_delay_serves_on_with_readyz_503_then_closes_the_listener() {
+    let config = ServerConfig::default().drain_delay(Duration::from_millis(600));
+    let mut s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    assert_eq!(get(&s.url("/readyz")).await.status, StatusCode::OK);
+    let began = Instant::now();
+    s.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // New connections, during the delay.
+    assert_eq!(
+        get(&s.url("/readyz")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(get(&s.url("/healthz")).await.status, StatusCode::OK);
+    let r = post_json(
+        &s.url(&format!("{PREDICT}?async_mode=false")),
+        r#"{"input":"x"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(
+        began.elapsed() < Duration::from_millis(600),
+        "test too slow"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(TcpStream::connect(s.addr).await.is_err(), "listener closed");
+    let report = timeout(Duration::from_secs(5), s.shutdown())
+        .await
+        .expect("shut down after the delay");
+    assert!(report.drained);
+}
+
 #[tokio::test]
 async fn the_drain_closes_idle_connections_at_once() {
     // Idle limit 30 s: only the drain can close these within the test's seconds.
