@@ -161,18 +161,28 @@ where
                 })
             };
             let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
             // The drain, and the idle limit: hyper closes an idle HTTP/1.1 keep-alive
             // connection only with its header-read timer (off, see above), and an
             // HTTP/2 one lives as long as its client answers pings: without this, idle
             // clients could hold every slot.
             let drain = draining.cancelled();
             let idle = activity.idle_for(header_timeout);
-            match drive(conn, drain, idle).await {
+            match drive(conn.as_mut(), drain, idle).await {
                 Ended::Closed(Ok(())) => {}
                 Ended::Closed(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
-                Ended::Idle => tracing::debug!(%peer, "closing an idle connection"),
+                Ended::Idle { draining } => {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    // As the drain closes one: HTTP/2 sends GOAWAY first (RFC 9113
+                    // §9.1), so the client knows no request of its was lost. One
+                    // that does not finish at once (stalled mid-headers) is dropped.
+                    if !draining {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    let _ = tokio::time::timeout(IDLE_CLOSE_GRACE, conn).await;
+                }
             }
         });
     }
@@ -253,12 +263,17 @@ impl AcceptBackoff {
     }
 }
 
+/// How long an idle connection may take to close gracefully (HTTP/2: send GOAWAY)
+/// before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_millis(100);
+
 /// How a connection ended.
 enum Ended<E> {
     /// hyper finished it (the client closed, or the drain completed it).
     Closed(Result<(), E>),
-    /// Closed for idleness.
-    Idle,
+    /// Reached the idle limit, and is to be closed; `draining`: its graceful
+    /// shutdown has begun already.
+    Idle { draining: bool },
 }
 
 /// Drives `conn` until it ends, starting its graceful shutdown when `drain`
@@ -272,14 +287,13 @@ enum Ended<E> {
 /// every wake-up (~600 instructions per request, BENCHMARKS.md). They are polled
 /// with a waker of their own that raises a flag and then wakes the task.
 async fn drive<C>(
-    conn: C,
+    mut conn: Pin<&mut C>,
     drain: impl Future<Output = ()>,
     idle: impl Future<Output = ()>,
 ) -> Ended<C::Error>
 where
     C: GracefulConnection,
 {
-    let mut conn = std::pin::pin!(conn);
     let mut drain = std::pin::pin!(drain);
     let mut idle = std::pin::pin!(idle);
     let flag = Arc::new(WatchFlag {
@@ -307,7 +321,7 @@ where
                 }
             }
             if idle.as_mut().poll(&mut watchers).is_ready() {
-                return Poll::Ready(Ended::Idle);
+                return Poll::Ready(Ended::Idle { draining });
             }
         }
         Poll::Pending

@@ -479,6 +479,30 @@ async fn an_idle_http2_connection_does_not_hold_its_slot_forever() {
     );
 }
 
+/// An idle HTTP/2 connection is closed with a GOAWAY frame first (RFC 9113 §9.1), so
+/// that a client knows no request of its was lost in the close.
+#[tokio::test]
+async fn an_idle_http2_connection_gets_goaway_before_the_close() {
+    let (_s, mut tcp) = connect_with_a_200ms_idle_limit().await;
+    // The client preface and an empty SETTINGS frame, then nothing.
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("preface");
+    let sent = read_until_closed(&mut tcp, Instant::now()).await;
+    // Frames: a 3-byte length, a type, flags, a 4-byte stream ID, the payload.
+    let mut types = Vec::new();
+    let mut rest = &sent[..];
+    while rest.len() >= 9 {
+        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        types.push(rest[3]);
+        rest = &rest[(9 + len).min(rest.len())..];
+    }
+    assert!(
+        types.contains(&0x7),
+        "no GOAWAY before the close: frame types {types:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_slow_event_stream_is_not_idle() {
     // Nothing is sent for longer than the idle limit, but a request is in flight.
