@@ -86,6 +86,7 @@ struct Inner {
     concurrency: Gauge,
     retained: Gauge,
     event_streams: Gauge,
+    connections: Gauge,
     queue_wait: Histogram,
     predict_time: Histogram,
     requests: Family<RequestLabels, Counter>,
@@ -179,6 +180,12 @@ impl Metrics {
             "Finished predictions still retained",
         );
         let event_streams = gauge(&mut registry, "event_streams", "Open event streams");
+        let connections = gauge(
+            &mut registry,
+            "connections",
+            "Open client connections (at most --max-connections; more wait in the \
+             listen backlog)",
+        );
         let queue_wait = Histogram::new(seconds_buckets());
         registry.register_with_unit(
             "queue_wait",
@@ -228,6 +235,7 @@ impl Metrics {
                 concurrency,
                 retained,
                 event_streams,
+                connections,
                 queue_wait,
                 predict_time,
                 requests,
@@ -287,6 +295,12 @@ impl Metrics {
     pub(crate) fn event_stream_opened(&self) -> StreamGuard {
         self.inner.event_streams.inc();
         StreamGuard(self.inner.event_streams.clone())
+    }
+
+    /// Counts an open connection until the returned guard drops.
+    pub(crate) fn connection_opened(&self) -> StreamGuard {
+        self.inner.connections.inc();
+        StreamGuard(self.inner.connections.clone())
     }
 
     pub(crate) fn record_rejected(&self) {
@@ -351,7 +365,7 @@ impl Observer for MetricsObserver {
     }
 }
 
-/// Decrements the open-event-streams gauge when dropped.
+/// Decrements its gauge (open event streams, open connections) when dropped.
 pub(crate) struct StreamGuard(Gauge);
 
 impl Drop for StreamGuard {

@@ -133,8 +133,10 @@ where
         let draining = draining.clone();
         let app = app.clone();
         let header_timeout = config.header_read_timeout;
+        let open = app.metrics().connection_opened();
         connections.spawn(async move {
             let _slot = slot;
+            let _open = open;
             // Idle from the accept on: the first byte's wait counts toward the limit.
             let activity = Arc::new(Activity::new());
             // A client that connects and sends nothing must not hold a slot either.

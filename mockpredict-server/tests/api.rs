@@ -749,6 +749,14 @@ async fn metrics_count_predictions_requests_and_timings() {
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
+    // At least the scrape's own connection is open.
+    let open: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("mockpredict_connections "))
+        .expect("a connections gauge")
+        .parse()
+        .expect("a number");
+    assert!(open >= 1, "{text}");
 }
 
 #[tokio::test]
