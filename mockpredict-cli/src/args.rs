@@ -8,17 +8,85 @@ use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
 use mockpredict_core::{Latency, PredictionId};
 
-/// Printed at the end of `--help`, and kept in step with the README's table.
-const EXIT_CODES: &str = "\
+/// The exit-code table printed at the end of every `--help`, kept in step with the
+/// README's. A macro, so that each command's examples can be `concat!`ed before it.
+macro_rules! exit_codes {
+    () => {
+        "\
 Exit codes:
-  0  success
-  1  the prediction failed or was canceled
-  2  usage error (bad flag or value, unreadable input)
-  3  could not reach the server, or the server refused the request
-  4  `wait` timed out before the prediction finished
+  0    success
+  1    the prediction failed or was canceled
+  2    usage error (bad flag or value, unreadable input)
+  3    could not reach the server, or the server refused the request
+  4    `wait` timed out before the prediction finished
+  5    a local failure: the output could not be written (a full disk, say)
+  130  interrupted (Ctrl-C); a remote `predict` cancels its prediction first
 
 Without --server (or MOCKPREDICT_SERVER) `predict` runs the mock model in this
-process; `status`, `wait`, `cancel` and `health` need a server.";
+process; `status`, `wait`, `cancel` and `health` need a server. Logs go to stderr,
+filtered by RUST_LOG (default: warn)."
+    };
+}
+
+const EXIT_CODES: &str = exit_codes!();
+
+const PREDICT_HELP: &str = concat!(
+    "\
+Examples:
+  mockpredict predict hello --latency 2s --seed 7      # in this process
+  echo hello | mockpredict predict -                   # the input from stdin
+  export MOCKPREDICT_SERVER=http://127.0.0.1:8000
+  mockpredict predict hello                            # on the server; waits
+  id=$(mockpredict predict hello --async)              # prints the ID at once
+  mockpredict --json predict hello | jq -r .output.result  # from the JSON
+
+",
+    exit_codes!()
+);
+
+const STATUS_HELP: &str = concat!(
+    "\
+Examples:
+  mockpredict status \"$id\"
+  mockpredict --json status \"$id\" | jq -r .status
+
+",
+    exit_codes!()
+);
+
+const WAIT_HELP: &str = concat!(
+    "\
+Examples:
+  mockpredict wait \"$id\"                   # until it finishes
+  mockpredict wait \"$id\" --timeout 2m      # exit 4 if it has not by then
+
+It long-polls the server; on a terminal it follows the prediction's event stream to
+show the live status. Ctrl-C stops the waiting only: the prediction goes on (cancel
+it with `cancel`).
+
+",
+    exit_codes!()
+);
+
+const CANCEL_HELP: &str = concat!(
+    "\
+Examples:
+  mockpredict cancel \"$id\"
+
+",
+    exit_codes!()
+);
+
+const HEALTH_HELP: &str = concat!(
+    "\
+Examples:
+  mockpredict --server http://127.0.0.1:8000 health
+
+/healthz and /readyz need no API token, so this does not check --token.
+
+",
+    exit_codes!()
+);
 
 /// Run slow mock predictions in-process, or drive a mockpredict server.
 #[derive(Debug, Parser)]
@@ -66,19 +134,16 @@ pub(crate) struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum CommandArgs {
     /// Run one prediction and print its result (or, with --async, its ID).
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = PREDICT_HELP)]
     Predict(PredictArgs),
     /// Print a prediction's current status.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = STATUS_HELP)]
     Status {
         /// The prediction ID.
         id: PredictionId,
     },
     /// Wait until a prediction finishes and print its result.
-    ///
-    /// Long-polls the server; on a terminal, follows the prediction's event stream to
-    /// show the live status.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = WAIT_HELP)]
     Wait {
         /// The prediction ID.
         id: PredictionId,
@@ -87,13 +152,13 @@ pub(crate) enum CommandArgs {
         timeout: Option<Duration>,
     },
     /// Cancel a queued or running prediction.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = CANCEL_HELP)]
     Cancel {
         /// The prediction ID.
         id: PredictionId,
     },
     /// Check that the server is up and ready.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = HEALTH_HELP)]
     Health,
     /// Print a shell completion script.
     Completions {

@@ -91,9 +91,20 @@ impl Server {
             mockpredict_server::client::Client::new(url)
                 .map_err(|e| UsageError(format!("--server: {e}")))?;
         }
+        // Surrounding whitespace (a newline from a file, say) is no part of a bearer
+        // token; anything else that cannot go in a header is a mistake to report.
+        let token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+        if token
+            .as_ref()
+            .is_some_and(|t| t.chars().any(char::is_control))
+        {
+            return Err(UsageError(
+                "--token / MOCKPREDICT_API_TOKEN contains a control character".to_owned(),
+            ));
+        }
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
-            token: token.filter(|t| !t.is_empty()),
+            token,
         })
     }
 }
@@ -267,5 +278,30 @@ mod tests {
             panic!("health")
         };
         assert_eq!(server.token, None);
+    }
+
+    #[test]
+    fn a_token_is_trimmed_and_control_characters_are_refused() {
+        let c =
+            config(&["--server", "http://h:1", "--token", " s3cret\n", "health"]).expect("valid");
+        let Command::Health { server } = c.command else {
+            panic!("health")
+        };
+        assert_eq!(server.token.as_deref(), Some("s3cret"));
+        let e = config(&["--server", "http://h:1", "--token", "s3\ncret", "health"])
+            .expect_err("a newline inside");
+        assert!(e.to_string().contains("control character"), "{e}");
+    }
+
+    #[test]
+    fn a_server_url_with_a_fragment_credentials_or_a_bad_port_is_a_usage_error() {
+        for url in [
+            "http://127.0.0.1:8000#frag",
+            "http://u:p@127.0.0.1:8000",
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:abc",
+        ] {
+            assert!(config(&["--server", url, "health"]).is_err(), "{url}");
+        }
     }
 }

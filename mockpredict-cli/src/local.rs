@@ -43,7 +43,19 @@ pub(crate) async fn predict(
         .context("could not follow the in-process prediction")?;
     printer.start_spinner(format!("{id} queued"));
     let mut last = None;
-    while let Some(snapshot) = updates.next().await {
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    loop {
+        let next = tokio::select! {
+            next = updates.next() => next,
+            _ = &mut interrupt => {
+                // The prediction lives in this process and ends with it.
+                printer.stop_spinner();
+                crate::output::error_line(format_args!("interrupted: {id} ends with this process"));
+                return Ok(Exit::Interrupted);
+            }
+        };
+        let Some(snapshot) = next else { break };
         let status = snapshot.status;
         if detach {
             if printer.json() {

@@ -10,8 +10,9 @@
 //! # Exit codes
 //!
 //! 0 success; 1 the prediction failed or was canceled; 2 usage error; 3 could not
-//! reach the server or it refused; 4 `wait` timed out. A broken pipe on stdout ends
-//! the process quietly with 0, as `head` expects.
+//! reach the server or it refused; 4 `wait` timed out; 5 a local failure (the output
+//! could not be written); 130 interrupted (Ctrl-C). A broken pipe on stdout ends the
+//! process quietly with 0, as `head` expects.
 
 mod args;
 mod config;
@@ -147,6 +148,12 @@ fn report(err: &anyhow::Error) -> Exit {
         }
         return Exit::Server;
     }
-    // Usage errors and anything else local (unreadable stdin, no runtime): exit 2.
-    Exit::Usage
+    if err
+        .chain()
+        .any(|c| c.downcast_ref::<UsageError>().is_some())
+    {
+        return Exit::Usage;
+    }
+    // Anything else local: stdout could not be written (a full disk), no runtime.
+    Exit::Local
 }

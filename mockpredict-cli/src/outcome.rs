@@ -20,6 +20,11 @@ pub(crate) enum Exit {
     Server = 3,
     /// `wait` gave up before the prediction finished.
     TimedOut = 4,
+    /// Something local failed that is not the user's input: the output could not be
+    /// written (a full disk), the runtime would not start.
+    Local = 5,
+    /// Interrupted (Ctrl-C, SIGINT): 128 + the signal's number, as shells report it.
+    Interrupted = 130,
 }
 
 impl From<Exit> for std::process::ExitCode {

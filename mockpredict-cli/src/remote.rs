@@ -9,13 +9,13 @@ use std::fmt;
 use std::time::Duration;
 
 use mockpredict_core::{MockOutput, PredictionId, Status};
-use mockpredict_server::client::{self, Client, SyncOutcome};
+use mockpredict_server::client::{self, Client};
 use mockpredict_server::wire::PredictionBody;
 use tokio::time::Instant;
 
 use crate::config::Server;
 use crate::outcome::{Exit, View, print_final, print_status};
-use crate::output::Printer;
+use crate::output::{self, Printer};
 
 type Body = PredictionBody<String, MockOutput>;
 
@@ -68,6 +68,13 @@ impl ServerError {
                 "the server's host name did not resolve: check --server / MOCKPREDICT_SERVER"
                     .to_owned()
             }
+            // hyper's parse errors ("invalid HTTP version parsed", …): bytes came
+            // back, but not HTTP (an SSH or database port, say).
+            client::Error::Connect { .. } if chain_mentions(source, " parsed") => {
+                "something answered at that address, but not in HTTP: check the port in \
+                 --server / MOCKPREDICT_SERVER"
+                    .to_owned()
+            }
             client::Error::Connect { .. } => "is the server running at that address? start one \
                  with `mockpredict-server`, or check --server / MOCKPREDICT_SERVER"
                 .to_owned(),
@@ -83,6 +90,12 @@ impl ServerError {
             } if t == "route_not_found" => "the server has no such route: check the path in \
                  --server / MOCKPREDICT_SERVER (is it a mockpredict server?)"
                 .to_owned(),
+            // Every 404 of ours says what it is: this one came from something else.
+            client::Error::NotFound {
+                error_type: None, ..
+            } => "that address answers, but not as a mockpredict server would: check \
+                 --server / MOCKPREDICT_SERVER"
+                .to_owned(),
             client::Error::NotFound { .. } => "no prediction with that ID on this server: it \
                  never existed, or its result expired (servers keep results for a limited time)"
                 .to_owned(),
@@ -93,6 +106,16 @@ impl ServerError {
             client::Error::Timeout { .. } => {
                 "the server accepted the connection but did not answer in time".to_owned()
             }
+            client::Error::Status { status: 413, .. } => "the input is larger than the \
+                 server's body limit (its --max-body, 1 MiB by default; JSON escaping of \
+                 quotes and backslashes counts too)"
+                .to_owned(),
+            client::Error::Status { status: 503, .. } => "the server is shutting down or its \
+                 backend is unavailable: retry in a few seconds, or against another server"
+                .to_owned(),
+            client::Error::BadResponse { .. } => "something answered at that address, but \
+                 not with a mockpredict server's HTTP: check --server / MOCKPREDICT_SERVER"
+                .to_owned(),
             _ => return None,
         })
     }
@@ -129,9 +152,11 @@ impl Remote {
     }
 }
 
-/// `predict` against a server: sync (holding the request, then long-polling if the
-/// server hands back an ID; on a terminal, submitting and following the event stream
-/// so the spinner shows the status) or `--async` (print the ID and exit).
+/// `predict` against a server: `--async` prints the ID and exits; otherwise it
+/// submits, then waits on the ID (the event stream on a terminal, so the spinner
+/// shows each status; the long-poll otherwise). Knowing the ID from the start, a
+/// Ctrl-C cancels the prediction on the server before exiting 130, rather than
+/// leaving it running with no one to know its ID.
 ///
 /// # Errors
 ///
@@ -155,24 +180,32 @@ pub(crate) async fn predict(
         return Ok(Exit::Success);
     }
     printer.start_spinner(format!("waiting for {}", server.url));
-    let body = if printer.spinner_shown() {
-        // A sync request says nothing until it is done; to show the live status,
-        // submit and follow the prediction's event stream instead. Same result.
-        let accepted = client.submit(&input).await.map_err(|e| remote.err(e))?;
-        let id = accepted.prediction_id;
-        printer.spinner_message(format!("{id} {}", accepted.status));
-        follow(printer, &remote, id, None).await?
-    } else {
-        match client
-            .predict_sync(&input, None)
-            .await
-            .map_err(|e| remote.err(e))?
-        {
-            SyncOutcome::Finished(body) => body,
-            // It outlasted the server's sync limit: keep waiting on the ID.
-            SyncOutcome::Pending(accepted) => {
-                follow(printer, &remote, accepted.prediction_id, None).await?
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    let accepted = tokio::select! {
+        accepted = client.submit(&input) => accepted.map_err(|e| remote.err(e))?,
+        _ = &mut interrupt => {
+            printer.stop_spinner();
+            output::error_line(
+                "interrupted before the server answered: a prediction may have been \
+                 admitted, with an ID this command never learned",
+            );
+            return Ok(Exit::Interrupted);
+        }
+    };
+    let id = accepted.prediction_id;
+    printer.spinner_message(format!("{id} {}", accepted.status));
+    let body = tokio::select! {
+        body = follow(printer, &remote, id, None) => body?,
+        _ = &mut interrupt => {
+            printer.stop_spinner();
+            match remote.client.cancel(id).await {
+                Ok(_) => output::error_line(format_args!("interrupted: canceled {id}")),
+                Err(e) => output::error_line(format_args!(
+                    "interrupted; could not cancel {id} ({e}): `mockpredict cancel {id}`"
+                )),
             }
+            return Ok(Exit::Interrupted);
         }
     };
     printer.stop_spinner();
@@ -208,7 +241,18 @@ pub(crate) async fn wait(
 ) -> anyhow::Result<Exit> {
     let remote = Remote::new(server)?;
     printer.start_spinner(format!("{id} waiting"));
-    let body = follow(printer, &remote, id, timeout).await?;
+    let body = tokio::select! {
+        body = follow(printer, &remote, id, timeout) => body?,
+        _ = tokio::signal::ctrl_c() => {
+            // Only the waiting stops: the prediction is not this command's to cancel.
+            printer.stop_spinner();
+            output::error_line(format_args!(
+                "interrupted: stopped waiting; {id} goes on (`mockpredict cancel {id}` \
+                 cancels it)"
+            ));
+            return Ok(Exit::Interrupted);
+        }
+    };
     printer.stop_spinner();
     Ok(print_final(printer, &view(&body), Some(&body))?)
 }
@@ -395,6 +439,25 @@ mod tests {
         };
         assert!(hint(not_found("route_not_found"), false).contains("no such route"));
         assert!(hint(not_found("not_found"), false).contains("expired"));
+        // A 404 without our error body came from something else.
+        let foreign = client::Error::NotFound {
+            url: "http://h:1/healthz".into(),
+            message: "<!DOCTYPE HTML> … (469 bytes, not a mockpredict error body)".into(),
+            error_type: None,
+        };
+        assert!(hint(foreign, false).contains("not as a mockpredict server would"));
+    }
+
+    #[test]
+    fn a_413_and_a_503_have_hints() {
+        let status = |status: u16| client::Error::Status {
+            url: "http://h:1/predictions/predict".into(),
+            status,
+            error_type: None,
+            message: "x".into(),
+        };
+        assert!(hint(status(413), false).contains("--max-body"));
+        assert!(hint(status(503), false).contains("shutting down"));
     }
 
     #[test]

@@ -88,6 +88,78 @@ fn predict_sync_json_is_the_servers_body() {
     assert!(lines[0]["output"]["result"].is_string());
 }
 
+/// Ctrl-C during a remote `predict` cancels the prediction on the server (the
+/// command knows its ID from the submit on), says so, and exits 130.
+#[test]
+fn ctrl_c_during_a_remote_predict_cancels_it_and_exits_130() {
+    let server = slow();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mockpredict"))
+        .args(["--server", &server.url, "predict", "hello"])
+        .env_remove("MOCKPREDICT_API_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.metrics().contains("mockpredict_in_flight 1") {
+        assert!(std::time::Instant::now() < deadline, "never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted: canceled "), "{stderr}");
+    assert!(out.stdout.is_empty(), "no result on stdout");
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains(r#"mockpredict_predictions_total{status="canceled"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// Ctrl-C during `wait` stops the waiting only: the prediction goes on.
+#[test]
+fn ctrl_c_during_wait_leaves_the_prediction_running() {
+    let server = slow();
+    let id = submit(&server, "hello");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mockpredict"))
+        .args(["--server", &server.url, "wait", &id])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Its long-poll is under way (the scrape's own connection is the other one), so
+    // it is past setting up its Ctrl-C handling.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let open: u64 = server
+            .metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("mockpredict_connections "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        if open >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never long-polled");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains(&format!("{id} goes on")), "{stderr}");
+    assert!(server.metrics().contains("mockpredict_in_flight 1"));
+}
+
 /// `-` reads the input from stdin against a server too.
 #[test]
 fn predict_reads_stdin_against_a_server() {

@@ -294,13 +294,43 @@ fn completions_print_a_script() {
     }
 }
 
-/// `--help` documents the exit codes.
+/// `--help` documents the exit codes; each command's shows examples first.
 #[test]
 fn help_documents_the_exit_codes() {
     mockpredict().arg("--help").assert().success().stdout(
         predicate::str::contains("Exit codes:")
-            .and(predicate::str::contains("4  `wait` timed out")),
+            .and(predicate::str::contains("4    `wait` timed out"))
+            .and(predicate::str::contains("130  interrupted")),
     );
+    for command in ["predict", "status", "wait", "cancel", "health"] {
+        mockpredict()
+            .args([command, "--help"])
+            .assert()
+            .success()
+            .stdout(
+                predicate::str::contains("Examples:\n  mockpredict")
+                    .and(predicate::str::contains("Exit codes:")),
+            );
+    }
+}
+
+/// Output that cannot be written (a full disk) is a local failure, exit 5, not a
+/// usage error.
+#[test]
+fn an_unwritable_stdout_exits_5() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mockpredict"))
+        .args(["predict", "x", "--latency", "1ms"])
+        .env_remove("MOCKPREDICT_SERVER")
+        .stdout(full)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("No space left"), "{stderr}");
 }
 
 /// A reader that goes away (`| head -0`) is not an error: exit 0, nothing on stderr.

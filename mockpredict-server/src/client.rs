@@ -187,6 +187,10 @@ impl Client {
     }
 }
 
+/// How long [`Client::predict_sync`] asks the server to hold a request when its
+/// caller gives no wait: the server's default sync limit.
+const DEFAULT_SYNC_WAIT: Duration = Duration::from_secs(60);
+
 impl<I, O> Client<I, O> {
     /// A client for a server serving a model with input `I` and output `O`.
     ///
@@ -212,11 +216,32 @@ impl<I, O> Client<I, O> {
             Some(other) => return Err(invalid(&format!("unsupported scheme {other:?}"))),
             None => return Err(invalid("missing scheme; expected http://host:port")),
         }
-        if uri.authority().is_none() {
+        let Some(authority) = uri.authority() else {
             return Err(invalid("missing host"));
+        };
+        if authority.as_str().contains('@') {
+            return Err(invalid(
+                "a base URL takes no user:password@ (send an API token with the client's token)",
+            ));
+        }
+        // A port, if written, is a number from 1 to 65535 (`http://h:` means the default).
+        let after_host = authority
+            .as_str()
+            .rsplit_once(']')
+            .map_or(authority.as_str(), |(_, rest)| rest);
+        if let Some((_, port)) = after_host.rsplit_once(':') {
+            if !port.is_empty() && !port.parse::<u16>().is_ok_and(|p| p > 0) {
+                return Err(invalid(&format!(
+                    "invalid port {port:?}: expected a number from 1 to 65535"
+                )));
+            }
         }
         if uri.query().is_some() {
             return Err(invalid("a base URL takes no query string"));
+        }
+        // `Uri` drops a fragment silently, and every path would then follow it.
+        if base_url.contains('#') {
+            return Err(invalid("a base URL takes no #fragment"));
         }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
@@ -421,7 +446,9 @@ impl<I, O> Client<I, O> {
     }
 
     /// Submits a prediction in sync mode: the server holds the request until it
-    /// finishes or `wait` passes (`None`: the server's sync limit, 60 s by default).
+    /// finishes or `wait` passes (`None`: 60 s, the server's default sync limit; a
+    /// server with a lower limit answers sooner), then answers with the prediction or
+    /// with its ID to wait on.
     ///
     /// # Errors
     ///
@@ -432,16 +459,18 @@ impl<I, O> Client<I, O> {
         O: DeserializeOwned,
     {
         let body = encode(&self.base, input)?;
-        let prefer = wait.map(|w| format!("wait={}", w.as_secs().max(1)));
-        // Without a wait of our own the server's limit bounds the request.
-        let limit = wait.map(|w| w.saturating_add(self.timeout));
+        // Always a wait of our own, so that a server that never answers cannot hold
+        // the request forever.
+        let wait = wait.unwrap_or(DEFAULT_SYNC_WAIT);
+        let prefer = format!("wait={}", wait.as_secs().max(1));
+        let limit = wait.saturating_add(self.timeout);
         let (url, status, _, body) = self
             .send(
                 Method::POST,
                 "/predictions/predict?async_mode=false",
                 Some(body),
-                prefer.as_deref(),
-                Some(limit),
+                Some(&prefer),
+                Some(Some(limit)),
             )
             .await?;
         expect(&url, status, &body, &[StatusCode::OK, StatusCode::ACCEPTED])?;
@@ -790,8 +819,24 @@ fn encode<I: Serialize>(base: &str, input: &I) -> Result<Bytes> {
 fn error_message(body: &[u8]) -> (String, Option<String>) {
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(e) => (e.error, Some(e.error_type).filter(|t| !t.is_empty())),
-        Err(_) => (String::from_utf8_lossy(body).trim().to_owned(), None),
+        Err(_) => (foreign_body(body), None),
     }
+}
+
+/// A short account of an error body that is not ours (another server's HTML page,
+/// say): its first line, cut to 200 characters, and its size when there was more.
+fn foreign_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let first = text.lines().next().unwrap_or_default();
+    let mut short: String = first.chars().take(200).collect();
+    if short.len() < text.len() {
+        short.push_str(&format!(
+            " … ({} bytes, not a mockpredict error body)",
+            body.len()
+        ));
+    }
+    short
 }
 
 /// Turns any status not in `ok` into the matching [`Error`].
@@ -912,6 +957,41 @@ mod tests {
             Client::new("not a url"),
             Err(Error::InvalidUrl { .. })
         ));
+        for (url, says) in [
+            ("http://127.0.0.1:8000#frag", "fragment"),
+            ("http://user:pw@127.0.0.1:8000", "user:password@"),
+            ("http://127.0.0.1:99999", "invalid port"),
+            ("http://127.0.0.1:0", "invalid port"),
+            ("http://[::1]:abc", "invalid port"),
+        ] {
+            match Client::new(url) {
+                Err(Error::InvalidUrl { reason, .. }) => {
+                    assert!(reason.contains(says), "{url}: {reason}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        for ok in [
+            "http://[::1]:8000",
+            "http://[::1]",
+            "http://h:",
+            "http://h:65535/api",
+        ] {
+            assert!(Client::new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn an_error_body_that_is_not_ours_is_summed_up() {
+        let page = format!("<!DOCTYPE HTML>\n<html>{}</html>", "x".repeat(5000));
+        let (message, error_type) = error_message(page.as_bytes());
+        assert_eq!(error_type, None);
+        assert!(message.starts_with("<!DOCTYPE HTML> … ("), "{message}");
+        assert!(
+            message.contains("not a mockpredict error body"),
+            "{message}"
+        );
+        assert_eq!(error_message(b"plain text").0, "plain text");
     }
 
     #[test]

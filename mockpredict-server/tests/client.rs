@@ -346,3 +346,40 @@ async fn wait_under_a_lower_server_cap_polls_again_at_once() {
     // would sleep through the result and see it at about 4.6 s.
     assert!(took < Duration::from_millis(3_900), "{took:?}");
 }
+
+/// Without a wait of its own, a sync request still asks for one (the server's
+/// default, 60 s), so that it is bounded on both sides: a server that never
+/// answers cannot hold it forever.
+#[tokio::test]
+async fn predict_sync_without_a_wait_asks_for_the_default_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.expect("accept");
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the request ended early");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let body = format!(
+            r#"{{"message":"m","prediction_id":"{}","status":"processing"}}"#,
+            uuid::Uuid::new_v4()
+        );
+        let answer = format!(
+            "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(answer.as_bytes()).await.expect("write");
+        String::from_utf8_lossy(&head).to_lowercase()
+    });
+    let c = Client::new(&format!("http://{addr}")).expect("client");
+    let sync = c.predict_sync(&"x".to_owned(), None).await.expect("sync");
+    assert!(matches!(sync, SyncOutcome::Pending(_)), "{sync:?}");
+    let head = server.await.expect("server task");
+    assert!(head.contains("prefer: wait=60\r\n"), "{head}");
+}
