@@ -96,6 +96,20 @@ pub(crate) fn print_final(
 /// # Errors
 ///
 /// Writing to stdout failed.
+/// `text` on one line: control characters (line breaks, tabs, escapes) escaped as
+/// Rust writes them (`\\n`), everything else as it is.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub(crate) fn print_status(
     printer: &Printer,
     view: &View,
@@ -117,7 +131,9 @@ pub(crate) fn print_status(
         ];
         for (name, value) in fields {
             if let Some(value) = value {
-                printer.line(format_args!("{name:<13}{value}"))?;
+                // One field per line, whatever the text holds: line breaks and other
+                // control characters are escaped, as `{:?}` would (without quotes).
+                printer.line(format_args!("{name:<13}{}", one_line(&value)))?;
             }
         }
     }
@@ -125,4 +141,15 @@ pub(crate) fn print_status(
         Status::Failed | Status::Canceled => Exit::PredictionFailed,
         Status::Queued | Status::Processing | Status::Succeeded => Exit::Success,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_field_stays_on_one_line() {
+        assert_eq!(one_line("two\nlines\tand é"), "two\\nlines\\tand é");
+        assert_eq!(one_line("\u{1b}[31m"), "\\u{1b}[31m");
+    }
 }
