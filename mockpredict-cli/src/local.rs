@@ -29,6 +29,7 @@ pub(crate) async fn predict(
 ) -> anyhow::Result<Exit> {
     let queue = JobQueue::new(model, QueueConfig::default().concurrency(1))
         .context("could not start the in-process queue")?;
+    let mut interrupt = crate::interrupt::Interrupt::listen();
     let start = Instant::now();
     let id = queue
         .submit(input)
@@ -43,12 +44,10 @@ pub(crate) async fn predict(
         .context("could not follow the in-process prediction")?;
     printer.start_spinner(format!("{id} queued"));
     let mut last = None;
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
     loop {
         let next = tokio::select! {
             next = updates.next() => next,
-            _ = &mut interrupt => {
+            () = interrupt.recv() => {
                 // The prediction lives in this process and ends with it.
                 printer.stop_spinner();
                 crate::output::error_line(format_args!("interrupted: {id} ends with this process"));

@@ -16,6 +16,7 @@
 
 mod args;
 mod config;
+mod interrupt;
 mod local;
 mod outcome;
 mod output;

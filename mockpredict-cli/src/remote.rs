@@ -14,6 +14,7 @@ use mockpredict_server::wire::PredictionBody;
 use tokio::time::Instant;
 
 use crate::config::Server;
+use crate::interrupt::Interrupt;
 use crate::outcome::{Exit, View, print_final, print_status};
 use crate::output::{self, Printer};
 
@@ -180,36 +181,75 @@ pub(crate) async fn predict(
         return Ok(Exit::Success);
     }
     printer.start_spinner(format!("waiting for {}", server.url));
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
+    let mut interrupt = Interrupt::listen();
+    let submit = client.submit(&input);
+    tokio::pin!(submit);
     let accepted = tokio::select! {
-        accepted = client.submit(&input) => accepted.map_err(|e| remote.err(e))?,
-        _ = &mut interrupt => {
+        accepted = &mut submit => accepted,
+        () = interrupt.recv() => {
             printer.stop_spinner();
-            output::error_line(
-                "interrupted before the server answered: a prediction may have been \
-                 admitted, with an ID this command never learned",
-            );
+            // The server may have admitted it already: hear the answer out (briefly),
+            // so that there is an ID to cancel.
+            match tokio::time::timeout(SUBMIT_ANSWER_GRACE, submit).await {
+                Ok(Ok(accepted)) => cancel_on_interrupt(&remote, accepted.prediction_id).await,
+                Ok(Err(_)) => output::error_line("interrupted; the submit had failed anyway"),
+                Err(_) => output::error_line(
+                    "interrupted before the server answered: a prediction may have been \
+                     admitted, with an ID this command never learned",
+                ),
+            }
             return Ok(Exit::Interrupted);
         }
-    };
+    }
+    .map_err(|e| remote.err(e))?;
     let id = accepted.prediction_id;
     printer.spinner_message(format!("{id} {}", accepted.status));
     let body = tokio::select! {
         body = follow(printer, &remote, id, None) => body?,
-        _ = &mut interrupt => {
+        () = interrupt.recv() => {
             printer.stop_spinner();
-            match remote.client.cancel(id).await {
-                Ok(_) => output::error_line(format_args!("interrupted: canceled {id}")),
-                Err(e) => output::error_line(format_args!(
-                    "interrupted; could not cancel {id} ({e}): `mockpredict cancel {id}`"
-                )),
-            }
+            cancel_on_interrupt(&remote, id).await;
             return Ok(Exit::Interrupted);
         }
     };
     printer.stop_spinner();
     Ok(print_final(printer, &view(&body), Some(&body))?)
+}
+
+/// After Ctrl-C, how long a submit already sent may take to answer with its ID.
+const SUBMIT_ANSWER_GRACE: Duration = Duration::from_secs(2);
+
+/// After Ctrl-C, how long the cancel may take; a second Ctrl-C stops it at once.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// Cancels `id` after a Ctrl-C, and says what came of it on stderr.
+async fn cancel_on_interrupt(remote: &Remote, id: PredictionId) {
+    let mut again = Interrupt::listen();
+    let canceled = tokio::select! {
+        canceled = tokio::time::timeout(CANCEL_GRACE, remote.client.cancel(id)) => canceled,
+        () = again.recv() => {
+            output::error_line(format_args!(
+                "interrupted twice: {id} may still run (`mockpredict cancel {id}`)"
+            ));
+            return;
+        }
+    };
+    match canceled {
+        Ok(Ok(body)) if body.status == Status::Canceled => {
+            output::error_line(format_args!("interrupted: canceled {id}"));
+        }
+        Ok(Ok(body)) => output::error_line(format_args!(
+            "interrupted: {id} had already {} (`mockpredict status {id}` shows it)",
+            body.status
+        )),
+        Ok(Err(e)) => output::error_line(format_args!(
+            "interrupted; could not cancel {id} ({e}): `mockpredict cancel {id}`"
+        )),
+        Err(_) => output::error_line(format_args!(
+            "interrupted; the cancel of {id} got no answer in {}: `mockpredict cancel {id}`",
+            humantime::format_duration(CANCEL_GRACE)
+        )),
+    }
 }
 
 /// `status ID`.
@@ -240,10 +280,11 @@ pub(crate) async fn wait(
     timeout: Option<Duration>,
 ) -> anyhow::Result<Exit> {
     let remote = Remote::new(server)?;
+    let mut interrupt = Interrupt::listen();
     printer.start_spinner(format!("{id} waiting"));
     let body = tokio::select! {
         body = follow(printer, &remote, id, timeout) => body?,
-        _ = tokio::signal::ctrl_c() => {
+        () = interrupt.recv() => {
             // Only the waiting stops: the prediction is not this command's to cancel.
             printer.stop_spinner();
             output::error_line(format_args!(

@@ -56,9 +56,9 @@ fn the_helper_finds_the_address_in_plain_and_json_logs() {
     );
 }
 
-/// A sync prediction against the server prints the result alone and exits 0.
+/// A prediction against the server prints the result alone and exits 0.
 #[test]
-fn predict_sync_prints_the_result() {
+fn predict_prints_the_result() {
     let server = fast();
     let output = at(&server)
         .args(["predict", "hello"])
@@ -72,9 +72,9 @@ fn predict_sync_prints_the_result() {
     assert!((100..=10_000).contains(&result));
 }
 
-/// `--json` on a sync prediction prints the server's prediction body, one line.
+/// `--json` on a prediction prints the server's prediction body, one line.
 #[test]
-fn predict_sync_json_is_the_servers_body() {
+fn predict_json_is_the_servers_body() {
     let server = fast();
     let output = at(&server)
         .args(["predict", "--json", "hello"])
@@ -127,6 +127,23 @@ fn ctrl_c_during_a_remote_predict_cancels_it_and_exits_130() {
 fn ctrl_c_during_wait_leaves_the_prediction_running() {
     let server = slow();
     let id = submit(&server, "hello");
+    let open_connections = || -> u64 {
+        server
+            .metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("mockpredict_connections "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    // Only the scrape's own connection: the submit's has closed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while open_connections() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections never settled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_mockpredict"))
         .args(["--server", &server.url, "wait", &id])
         .stderr(std::process::Stdio::piped())
@@ -135,16 +152,7 @@ fn ctrl_c_during_wait_leaves_the_prediction_running() {
     // Its long-poll is under way (the scrape's own connection is the other one), so
     // it is past setting up its Ctrl-C handling.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let open: u64 = server
-            .metrics()
-            .lines()
-            .find_map(|l| l.strip_prefix("mockpredict_connections "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0);
-        if open >= 2 {
-            break;
-        }
+    while open_connections() < 2 {
         assert!(std::time::Instant::now() < deadline, "never long-polled");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -399,11 +407,12 @@ fn a_full_queue_exits_3_with_the_retry_after() {
     }
 }
 
-/// A sync prediction that outlasts the server's sync limit comes back as an ID (202);
-/// the CLI keeps waiting on it and still prints the result.
+/// `predict` submits, then waits on the ID: a prediction that outlasts the server's
+/// long-poll cap (`--max-wait`) still ends with its result, and no request held a
+/// sync POST.
 #[test]
-fn a_sync_prediction_longer_than_the_servers_limit_still_ends_with_its_result() {
-    let server = server::start("1500ms", &["--sync-timeout", "1s"]);
+fn a_prediction_longer_than_the_servers_long_poll_cap_still_ends_with_its_result() {
+    let server = server::start("1500ms", &["--max-wait", "1s"]);
     let start = std::time::Instant::now();
     let output = at(&server)
         .args(["predict", "--json", "slow"])
@@ -414,6 +423,9 @@ fn a_sync_prediction_longer_than_the_servers_limit_still_ends_with_its_result() 
     let lines = json_lines(&output);
     assert_eq!(lines.len(), 1, "only the final body: {lines:?}");
     assert_eq!(lines[0]["status"], "succeeded");
+    assert_eq!(server.requests("POST", "/predictions/predict", 202), 1);
+    assert_eq!(server.requests("POST", "/predictions/predict", 200), 0);
+    assert!(server.requests("GET", "/predictions/predict/{id}", 200) >= 1);
 }
 
 const EVENTS: &str = "/predictions/predict/{id}/events";

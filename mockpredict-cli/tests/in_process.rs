@@ -316,6 +316,7 @@ fn help_documents_the_exit_codes() {
 
 /// Output that cannot be written (a full disk) is a local failure, exit 5, not a
 /// usage error.
+#[cfg(target_os = "linux")] // `/dev/full`
 #[test]
 fn an_unwritable_stdout_exits_5() {
     let full = std::fs::OpenOptions::new()
@@ -399,4 +400,32 @@ mod uuid_like {
             (groups == [8, 4, 4, 4, 12] && hex).then_some(Id).ok_or(())
         }
     }
+}
+
+/// Ctrl-C during an in-process prediction ends it with the process: exit 130, a word
+/// on stderr, no result.
+#[test]
+fn ctrl_c_ends_an_in_process_prediction_with_exit_130() {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mockpredict"))
+        .args(["predict", "--async", "x", "--latency", "30s"])
+        .env_remove("MOCKPREDICT_SERVER")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The ID comes once Ctrl-C is being listened for.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut id = String::new();
+    stdout.read_line(&mut id).expect("the ID line");
+    assert_eq!(id.trim().len(), 36, "{id:?}");
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("ends with this process"), "{stderr}");
 }

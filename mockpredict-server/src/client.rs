@@ -314,8 +314,9 @@ impl<I, O> Client<I, O> {
         decode(&url, &body)
     }
 
-    /// `GET /readyz`: `true` when the server accepts predictions, `false` while it
-    /// drains or its backend is unreachable (503).
+    /// `GET /readyz`: `true` when the server wants new traffic; `false` (503) once it
+    /// is shutting down (during a drain delay it still accepts predictions, to give a
+    /// load balancer time to stop sending them) or its backend is unreachable.
     ///
     /// # Errors
     ///

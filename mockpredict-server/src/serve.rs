@@ -139,14 +139,18 @@ where
             let _open = open;
             // Idle from the accept on: the first byte's wait counts toward the limit.
             let activity = Arc::new(Activity::new());
-            // A client that connects and sends nothing must not hold a slot either.
+            // A client that connects and sends nothing must not hold a slot either,
+            // nor hold up the drain (a load balancer's pre-opened connection, say).
             let mut first = [0u8; 1];
-            match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => {
-                    tracing::debug!(%peer, "closing a connection that sent nothing");
-                    return;
+            let first_byte = tokio::select! {
+                peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)) => {
+                    matches!(peeked, Ok(Ok(n)) if n > 0)
                 }
+                () = draining.cancelled() => false,
+            };
+            if !first_byte {
+                tracing::debug!(%peer, "closing a connection that sent nothing");
+                return;
             }
             let service = {
                 let activity = Arc::clone(&activity);
@@ -178,12 +182,18 @@ where
                 Ended::Idle { draining } => {
                     tracing::debug!(%peer, "closing an idle connection");
                     // As the drain closes one: HTTP/2 sends GOAWAY first (RFC 9113
-                    // §9.1), so the client knows no request of its was lost. One
-                    // that does not finish at once (stalled mid-headers) is dropped.
+                    // §9.1), so the client knows which of its requests were not
+                    // processed, and a request it sent before seeing the GOAWAY is
+                    // still served. Driven until hyper closes it, or until it has had
+                    // no request in flight for a moment (one stalled mid-headers).
                     if !draining {
                         conn.as_mut().graceful_shutdown();
                     }
-                    let _ = tokio::time::timeout(IDLE_CLOSE_GRACE, conn).await;
+                    activity.restart_idle();
+                    tokio::select! {
+                        _ = conn => {}
+                        () = activity.idle_for(IDLE_CLOSE_GRACE) => {}
+                    }
                 }
             }
         });
@@ -265,8 +275,8 @@ impl AcceptBackoff {
     }
 }
 
-/// How long an idle connection may take to close gracefully (HTTP/2: send GOAWAY)
-/// before it is dropped.
+/// How long an idle connection being closed gracefully (HTTP/2: GOAWAY, then a PING
+/// round trip) may go with no request in flight before it is dropped.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_millis(100);
 
 /// How a connection ended.
@@ -394,6 +404,15 @@ impl Activity {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts idleness from now on, if no request is in flight (a connection being
+    /// closed gets a fresh, short idle limit).
+    fn restart_idle(&self) {
+        let mut state = self.lock();
+        if state.0 == 0 {
+            state.1 = Instant::now();
+        }
     }
 
     /// Resolves once the connection has had no request in flight for `limit`.

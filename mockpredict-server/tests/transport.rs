@@ -360,6 +360,24 @@ async fn the_drain_closes_idle_connections_at_once() {
     assert!(began.elapsed() < Duration::from_secs(10));
 }
 
+/// A connection that has sent nothing yet (a load balancer's pre-opened one) does
+/// not hold up the drain until its idle limit.
+#[tokio::test]
+async fn a_silent_connection_does_not_hold_up_the_drain() {
+    let config = ServerConfig::default().header_read_timeout(Duration::from_secs(30));
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let mut silent = TcpStream::connect(s.addr).await.expect("connect");
+    // Accepted and waiting for its first byte.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let report = timeout(Duration::from_secs(5), s.shutdown())
+        .await
+        .expect("the drain waited for a silent connection");
+    assert!(report.drained);
+    let mut buf = [0u8; 16];
+    let closed = timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+}
+
 #[tokio::test]
 async fn a_shutdown_timeout_of_forever_still_shuts_down() {
     let config = ServerConfig::default().shutdown_timeout(Duration::MAX);
@@ -789,9 +807,21 @@ async fn a_second_signal_cuts_the_drain_short_with_exit_130() {
 
 /// The server raises its soft open-file limit to the hard one (every connection
 /// holds a file), and warns when even that is below what `--max-connections` needs.
+#[cfg(target_os = "linux")] // `/proc/PID/limits`
 #[tokio::test]
 async fn binary_raises_its_open_file_limit_and_warns_when_it_is_too_low() {
     // Soft limit 200, hard limit as it was: raised to the hard limit.
+    let ours = std::fs::read_to_string("/proc/self/limits").expect("limits");
+    let hard: u64 = ours
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX); // "unlimited"
+    assert!(
+        hard > 400,
+        "this test needs a hard open-file limit above 400 (`ulimit -Hn`), not {hard}"
+    );
     let mut raised = spawn_server_in_shell("ulimit -Sn 200", &["--bind", "127.0.0.1:0"]).await;
     let pid = raised.child.id().expect("running");
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
@@ -822,6 +852,7 @@ async fn binary_raises_its_open_file_limit_and_warns_when_it_is_too_low() {
 
 /// [`spawn_server`], with a shell command (a `ulimit`, say) run first in the same
 /// process.
+#[cfg(target_os = "linux")]
 async fn spawn_server_in_shell(first: &str, args: &[&str]) -> Spawned {
     let script = format!("{first} && exec \"$0\" \"$@\"");
     let mut all = vec!["-c", &script, env!("CARGO_BIN_EXE_mockpredict-server")];
