@@ -5,7 +5,7 @@
 mod common;
 
 use common::server::{self, TestServer};
-use common::{json_lines, mockpredict, on_a_terminal, stdout_lines};
+use common::{interrupt, json_lines, mockpredict, on_a_terminal, stdout_lines, until};
 use predicates::prelude::*;
 
 const UNKNOWN_ID: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
@@ -100,21 +100,11 @@ fn ctrl_c_during_a_remote_predict_cancels_it_and_exits_130() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !server.metrics().contains("mockpredict_in_flight 1") {
-        assert!(std::time::Instant::now() < deadline, "never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    until("never started", || {
+        server.metrics().contains("mockpredict_in_flight 1")
+    });
+    let stderr = interrupt(child);
     assert!(stderr.contains("interrupted: canceled "), "{stderr}");
-    assert!(out.stdout.is_empty(), "no result on stdout");
     let metrics = server.metrics();
     assert!(
         metrics.contains(r#"mockpredict_predictions_total{status="canceled"} 1"#),
@@ -136,14 +126,7 @@ fn ctrl_c_during_wait_leaves_the_prediction_running() {
             .unwrap_or(0)
     };
     // Only the scrape's own connection: the submit's has closed.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while open_connections() != 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "connections never settled"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    until("connections never settled", || open_connections() == 1);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_mockpredict"))
         .args(["--server", &server.url, "wait", &id])
         .stderr(std::process::Stdio::piped())
@@ -151,19 +134,8 @@ fn ctrl_c_during_wait_leaves_the_prediction_running() {
         .expect("spawn");
     // Its long-poll is under way (the scrape's own connection is the other one), so
     // it is past setting up its Ctrl-C handling.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while open_connections() < 2 {
-        assert!(std::time::Instant::now() < deadline, "never long-polled");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    until("never long-polled", || open_connections() >= 2);
+    let stderr = interrupt(child);
     assert!(stderr.contains(&format!("{id} goes on")), "{stderr}");
     assert!(server.metrics().contains("mockpredict_in_flight 1"));
 }

@@ -419,13 +419,6 @@ fn ctrl_c_ends_an_in_process_prediction_with_exit_130() {
     let mut id = String::new();
     stdout.read_line(&mut id).expect("the ID line");
     assert_eq!(id.trim().len(), 36, "{id:?}");
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let stderr = common::interrupt(child);
     assert!(stderr.contains("ends with this process"), "{stderr}");
 }

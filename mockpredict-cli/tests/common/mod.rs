@@ -67,3 +67,27 @@ pub fn on_a_terminal(args: &[&str]) -> std::process::Output {
          essential package bsdutils: apt-get install bsdutils)",
     )
 }
+
+/// Polls `ready` every 20 ms until it holds, failing with `what` after 10 s.
+pub fn until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends SIGINT (Ctrl-C) to `child`, waits for it, and checks it exited 130; returns
+/// its stderr.
+pub fn interrupt(child: std::process::Child) -> String {
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(out.stdout.is_empty(), "no result on stdout: {out:?}");
+    stderr
+}
