@@ -186,6 +186,57 @@ impl<O: Send + Sync> HoldsOutput<O> for Owned<O> {
     }
 }
 
+/// What [`InputRef`] and [`OutputRef`] both are: a cheap clone, and the value they
+/// point at for `Deref`, `AsRef`, `Debug`, `Display` and `==` (with another handle or
+/// with a plain value: `assert_eq!(output, "SYNC".to_owned())`).
+macro_rules! shared_ref_impls {
+    ($handle:ident, $get:ident) => {
+        impl<T> Clone for $handle<T> {
+            fn clone(&self) -> Self {
+                Self(Arc::clone(&self.0))
+            }
+        }
+
+        impl<T> std::ops::Deref for $handle<T> {
+            type Target = T;
+
+            fn deref(&self) -> &T {
+                self.0.$get()
+            }
+        }
+
+        impl<T> AsRef<T> for $handle<T> {
+            fn as_ref(&self) -> &T {
+                self.0.$get()
+            }
+        }
+
+        impl<T: fmt::Debug> fmt::Debug for $handle<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.0.$get(), f)
+            }
+        }
+
+        impl<T: fmt::Display> fmt::Display for $handle<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self.0.$get(), f)
+            }
+        }
+
+        impl<T: PartialEq> PartialEq for $handle<T> {
+            fn eq(&self, other: &Self) -> bool {
+                self.0.$get() == other.0.$get()
+            }
+        }
+
+        impl<T: PartialEq> PartialEq<T> for $handle<T> {
+            fn eq(&self, other: &T) -> bool {
+                self.0.$get() == other
+            }
+        }
+    };
+}
+
 /// A shared, read-only handle on a prediction's input: it derefs to the input, and
 /// cloning it only bumps a reference count. The in-memory backend points it into its
 /// own record, so a prediction costs one allocation for record and input together.
@@ -203,31 +254,7 @@ impl<I: Send + Sync + 'static> InputRef<I> {
     }
 }
 
-impl<I> Clone for InputRef<I> {
-    fn clone(&self) -> Self {
-        Self(Arc::clone(&self.0))
-    }
-}
-
-impl<I> std::ops::Deref for InputRef<I> {
-    type Target = I;
-
-    fn deref(&self) -> &I {
-        self.0.input()
-    }
-}
-
-impl<I> AsRef<I> for InputRef<I> {
-    fn as_ref(&self) -> &I {
-        self.0.input()
-    }
-}
-
-impl<I: fmt::Debug> fmt::Debug for InputRef<I> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.0.input(), f)
-    }
-}
+shared_ref_impls!(InputRef, input);
 
 /// A shared, read-only handle on a succeeded prediction's output: it derefs to the
 /// output, and cloning it only bumps a reference count. The in-memory backend points
@@ -247,31 +274,7 @@ impl<O: Send + Sync + 'static> OutputRef<O> {
     }
 }
 
-impl<O> Clone for OutputRef<O> {
-    fn clone(&self) -> Self {
-        Self(Arc::clone(&self.0))
-    }
-}
-
-impl<O> std::ops::Deref for OutputRef<O> {
-    type Target = O;
-
-    fn deref(&self) -> &O {
-        self.0.output()
-    }
-}
-
-impl<O> AsRef<O> for OutputRef<O> {
-    fn as_ref(&self) -> &O {
-        self.0.output()
-    }
-}
-
-impl<O: fmt::Debug> fmt::Debug for OutputRef<O> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.0.output(), f)
-    }
-}
+shared_ref_impls!(OutputRef, output);
 
 /// A snapshot of one prediction, as `get`, `wait` and `cancel` return it.
 ///
@@ -323,5 +326,24 @@ impl<I, O> Prediction<I, O> {
     /// Whether the prediction has reached its terminal status.
     pub fn is_finished(&self) -> bool {
         self.status.is_terminal()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_handles_print_and_compare_as_their_values() {
+        let output = OutputRef::new("SYNC".to_owned());
+        assert_eq!(output.to_string(), "SYNC");
+        assert_eq!(format!("{output:?}"), "\"SYNC\"");
+        assert_eq!(output, "SYNC".to_owned());
+        assert_eq!(output, output.clone());
+        assert_ne!(output, OutputRef::new("other".to_owned()));
+        let input = InputRef::new(7_u64);
+        assert_eq!(input.to_string(), "7");
+        assert_eq!(input, 7);
+        assert_eq!(*input + 1, 8);
     }
 }
