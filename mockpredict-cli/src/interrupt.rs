@@ -12,7 +12,7 @@ pub(crate) struct Interrupt {
     state: State,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum State {
     Listening,
     /// Caught already: [`Interrupt::recv`] resolves at once.

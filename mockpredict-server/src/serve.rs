@@ -38,8 +38,8 @@ use crate::{App, Body, Result};
 /// On shutdown: if [`drain_delay`](crate::ServerConfig::drain_delay) is set, the
 /// server first keeps serving that long with `/readyz` answering 503
 /// ([`App::unready`]); then the app starts [draining](App::drain) (`/readyz` 503, new
-/// predictions 503), the listener closes, open connections finish their in-flight requests (sync
-/// predictions included) and close, and the queue gets whatever is left of
+/// predictions 503), the listener closes, open connections finish their in-flight
+/// requests (sync predictions included) and close, and the queue gets whatever is left of
 /// [`shutdown_timeout`](crate::ServerConfig::shutdown_timeout) to finish admitted
 /// predictions before it cancels the rest. Clients still waiting then get those
 /// `canceled` answers (connections have up to a second more to write them) before
