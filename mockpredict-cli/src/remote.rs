@@ -98,7 +98,8 @@ impl ServerError {
                  --server / MOCKPREDICT_SERVER"
                 .to_owned(),
             client::Error::NotFound { .. } => "no prediction with that ID on this server: it \
-                 never existed, or its result expired (servers keep results for a limited time)"
+                 never existed, its result expired (servers keep results for a limited time), \
+                 or the server restarted (the in-memory default forgets every prediction)"
                 .to_owned(),
             // The client's message already carries the server's Retry-After.
             client::Error::QueueFull { .. } => "the server's queue is at capacity: retry \
@@ -328,8 +329,8 @@ async fn follow(
 
 /// Follows the event stream until the terminal event (`Some`), or returns `None` to
 /// let the long-poll take over: the deadline passed (the long-poll then answers at
-/// once with the pending prediction), the stream ended early, or the server has no
-/// event streams.
+/// once with the pending prediction), the stream ended early or broke (a transient
+/// failure, which the long-poll retries), or the server has no event streams.
 async fn follow_events(
     printer: &Printer,
     remote: &Remote,
@@ -356,7 +357,11 @@ async fn follow_events(
     loop {
         let next = tokio::select! {
             () = &mut until_deadline => return Ok(None),
-            next = events.next() => next.map_err(|e| remote.err(e))?,
+            next = events.next() => match next {
+                Ok(next) => next,
+                Err(e) if e.is_transient() => return Ok(None),
+                Err(e) => return Err(remote.err(e)),
+            },
         };
         let Some(body) = next else { return Ok(None) };
         printer.spinner_message(format!("{id} {}", body.status));

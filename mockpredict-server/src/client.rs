@@ -110,6 +110,19 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the same call may well succeed if made again shortly: the server could
+    /// not be reached or did not answer in time, or it (or a gateway in front of it)
+    /// answered 429, 502, 503 or 504. [`Client::wait`] retries these on its own.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Connect { .. } | Error::Timeout { .. } | Error::QueueFull { .. } => true,
+            Error::Status { status, .. } => matches!(status, 502..=504),
+            _ => false,
+        }
+    }
+}
+
 /// What a synchronous prediction request got back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SyncOutcome<I, O> {
@@ -147,6 +160,7 @@ pub struct Client<I = String, O = MockOutput> {
     token: Option<HeaderValue>,
     timeout: Duration,
     long_poll: Duration,
+    retry_window: Duration,
     _types: PhantomData<fn(I) -> O>,
 }
 
@@ -158,6 +172,7 @@ impl<I, O> Clone for Client<I, O> {
             token: self.token.clone(),
             timeout: self.timeout,
             long_poll: self.long_poll,
+            retry_window: self.retry_window,
             _types: PhantomData,
         }
     }
@@ -171,6 +186,7 @@ impl<I, O> std::fmt::Debug for Client<I, O> {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
             .field("long_poll", &self.long_poll)
+            .field("retry_window", &self.retry_window)
             .finish()
     }
 }
@@ -252,6 +268,7 @@ impl<I, O> Client<I, O> {
             token: None,
             timeout: Duration::from_secs(30),
             long_poll: Duration::from_secs(30),
+            retry_window: Duration::from_secs(30),
             _types: PhantomData,
         })
     }
@@ -284,6 +301,16 @@ impl<I, O> Client<I, O> {
     #[must_use]
     pub fn with_long_poll(mut self, long_poll: Duration) -> Self {
         self.long_poll = long_poll.max(Duration::from_millis(100));
+        self
+    }
+
+    /// How long [`wait`](Self::wait) keeps retrying [transient](Error::is_transient)
+    /// failures in a row before it returns the last one (default 30 s; zero: never
+    /// retry). A server restarting behind a gateway, or a dropped connection, then
+    /// costs a wait nothing.
+    #[must_use]
+    pub fn with_retry_window(mut self, window: Duration) -> Self {
+        self.retry_window = window;
         self
     }
 
@@ -349,9 +376,17 @@ impl<I, O> Client<I, O> {
     /// Uses the server's long-poll (`?wait=`), one request per
     /// [`long_poll`](Self::with_long_poll) period, so nothing spins while it waits.
     ///
+    /// [Transient](Error::is_transient) failures are retried, with pauses from 100 ms
+    /// doubling to 2 s, for up to the [retry window](Self::with_retry_window) in a
+    /// row (and never past `timeout`). A refused or reset connection counts as
+    /// transient only once the server has answered this wait: a wrong address still
+    /// fails at once.
+    ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] for an unknown or expired ID; see [`Error`].
+    /// [`Error::NotFound`] for an unknown or expired ID (including one that a
+    /// restarted in-memory server has forgotten); the last transient error once the
+    /// retry window has passed; see [`Error`].
     pub async fn wait(
         &self,
         id: PredictionId,
@@ -364,6 +399,7 @@ impl<I, O> Client<I, O> {
         // A timeout too long to add to now is no limit.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut backoff = Duration::from_millis(100);
+        let mut retries = Retries::new(self.retry_window);
         loop {
             let chunk = match deadline {
                 Some(d) => d
@@ -372,7 +408,17 @@ impl<I, O> Client<I, O> {
                 None => self.long_poll,
             };
             let asked = Instant::now();
-            let body = self.poll(id, Some(chunk)).await?;
+            let body = match self.poll(id, Some(chunk)).await {
+                Ok(body) => {
+                    retries.answered();
+                    body
+                }
+                Err(e) => {
+                    let pause = retries.failed(&e, deadline).ok_or(e)?;
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            };
             if body.is_finished() || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(body);
             }
@@ -897,6 +943,58 @@ fn decode<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T> {
 
 /// The `Retry-After` hint for a 429 message, unless the server's message says it
 /// already (mockpredict's own does).
+/// [`Client::wait`]'s account of failures in a row: whether to retry, and after what
+/// pause.
+struct Retries {
+    window: Duration,
+    /// Whether the server has answered since the wait began.
+    reached: bool,
+    /// When the current run of failures began.
+    failing_since: Option<Instant>,
+    pause: Duration,
+}
+
+impl Retries {
+    const FIRST_PAUSE: Duration = Duration::from_millis(100);
+    const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+    fn new(window: Duration) -> Self {
+        Self {
+            window,
+            reached: false,
+            failing_since: None,
+            pause: Self::FIRST_PAUSE,
+        }
+    }
+
+    /// An answer: the run of failures, if any, is over.
+    fn answered(&mut self) {
+        self.reached = true;
+        self.failing_since = None;
+        self.pause = Self::FIRST_PAUSE;
+    }
+
+    /// The pause before retrying after `err`, or `None` to give up: not transient; a
+    /// connection failure before the server ever answered (a wrong address fails at
+    /// once); the window or the wait's `deadline` passed.
+    fn failed(&mut self, err: &Error, deadline: Option<Instant>) -> Option<Duration> {
+        if !err.is_transient() || (!self.reached && matches!(err, Error::Connect { .. })) {
+            return None;
+        }
+        let now = Instant::now();
+        let since = *self.failing_since.get_or_insert(now);
+        let window_left = self.window.checked_sub(now.duration_since(since))?;
+        let deadline_left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
+        if window_left.is_zero() || deadline_left.is_zero() {
+            return None;
+        }
+        let pause = self.pause.min(window_left).min(deadline_left);
+        self.pause = (self.pause * 2).min(Self::MAX_PAUSE);
+        tracing::debug!(error = %err, pause = ?pause, "wait: retrying a transient failure");
+        Some(pause)
+    }
+}
+
 fn retry_hint(message: &str, retry_after: Option<Duration>) -> String {
     match retry_after {
         Some(d) if !message.contains("retry after") => format!("; retry after {}s", d.as_secs()),
@@ -907,6 +1005,72 @@ fn retry_hint(message: &str, retry_after: Option<Duration>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused() -> Error {
+        Error::Connect {
+            url: "u".into(),
+            source: "connection refused".into(),
+        }
+    }
+
+    fn status(status: u16) -> Error {
+        Error::Status {
+            url: "u".into(),
+            status,
+            error_type: None,
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn transient_errors_are_those_a_retry_may_cure() {
+        assert!(refused().is_transient());
+        for s in [502, 503, 504] {
+            assert!(status(s).is_transient(), "{s}");
+        }
+        for s in [400, 422, 500, 501] {
+            assert!(!status(s).is_transient(), "{s}");
+        }
+        let not_found = Error::NotFound {
+            url: "u".into(),
+            message: "m".into(),
+            error_type: Some("not_found".into()),
+        };
+        assert!(!not_found.is_transient());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_back_off_within_the_window_and_start_over_after_an_answer() {
+        let mut r = Retries::new(Duration::from_secs(5));
+        // Nothing has answered yet: a refused connection is a wrong address.
+        assert_eq!(r.failed(&refused(), None), None);
+        // A gateway's 503 is worth retrying even before any answer.
+        assert_eq!(
+            r.failed(&status(503), None),
+            Some(Duration::from_millis(100))
+        );
+        r.answered();
+        let mut pauses = Vec::new();
+        while let Some(p) = r.failed(&refused(), None) {
+            pauses.push(p.as_millis());
+            tokio::time::advance(p).await;
+        }
+        // 100 ms doubling to 2 s, the last cut to what is left of the 5 s window.
+        assert_eq!(pauses, [100, 200, 400, 800, 1600, 1900]);
+        r.answered();
+        assert_eq!(r.failed(&refused(), None), Some(Duration::from_millis(100)));
+        // Never past the wait's own deadline; never for what a retry cannot cure.
+        let soon = Instant::now() + Duration::from_millis(30);
+        assert_eq!(
+            r.failed(&refused(), Some(soon)),
+            Some(Duration::from_millis(30))
+        );
+        assert_eq!(r.failed(&status(500), None), None);
+        assert_eq!(
+            Retries::new(Duration::ZERO).failed(&status(503), None),
+            None
+        );
+    }
 
     #[test]
     fn the_retry_hint_is_said_once() {

@@ -383,3 +383,160 @@ async fn predict_sync_without_a_wait_asks_for_the_default_one() {
     let head = server.await.expect("server task");
     assert!(head.contains("prefer: wait=60\r\n"), "{head}");
 }
+
+/// What the scripted gateway does with one request.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Passes it to the server and its answer back.
+    Forward,
+    /// Answers this status itself, with a JSON error body.
+    Answer(u16),
+    /// Closes the connection without an answer.
+    Drop,
+}
+
+/// A gateway on a port of its own in front of the server at `upstream`: the n-th
+/// request it receives gets `script[n]`, and every request past the script is
+/// forwarded. Returns its base URL and the count of requests it received.
+async fn gateway(
+    upstream: String,
+    script: Vec<Step>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let received = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&received);
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = listener.accept().await.expect("accept");
+            let (upstream, script, count) = (upstream.clone(), script.clone(), Arc::clone(&count));
+            tokio::spawn(async move {
+                // GETs only (no bodies), one after another on a keep-alive connection.
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        let mut chunk = [0u8; 1024];
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let path = head.split(' ').nth(1).expect("a request line").to_owned();
+                    let n = count.fetch_add(1, Ordering::SeqCst);
+                    let (status, body) = match script.get(n).copied().unwrap_or(Step::Forward) {
+                        Step::Forward => {
+                            let r = common::get(&format!("{upstream}{path}")).await;
+                            (r.status.as_u16(), r.text())
+                        }
+                        Step::Answer(status) => (
+                            status,
+                            r#"{"error":"upstream unavailable","error_type":"gateway"}"#.to_owned(),
+                        ),
+                        Step::Drop => return,
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if tcp.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, received)
+}
+
+/// A wait rides out what a gateway or a network does while a server restarts: 502,
+/// 503, 504 and connections dropped without an answer, between answers.
+#[tokio::test]
+async fn wait_retries_transient_failures_between_answers() {
+    let s = start_with(
+        mock("600ms"),
+        QueueConfig::default(),
+        ServerConfig::default(),
+    )
+    .await;
+    let id = Client::new(&s.url(""))
+        .expect("client")
+        .predict_async(&"x".to_owned())
+        .await
+        .expect("submit");
+    use Step::{Answer, Drop, Forward};
+    let script = vec![Forward, Answer(503), Drop, Answer(502), Answer(504), Drop];
+    let (url, received) = gateway(s.url(""), script).await;
+    // Long-polls of 100 ms, so that the script is played before the result is ready.
+    let c = Client::new(&url)
+        .expect("client")
+        .with_long_poll(Duration::from_millis(100));
+    let done = c
+        .wait(id, Some(Duration::from_secs(20)))
+        .await
+        .expect("wait");
+    assert_eq!(done.status, Status::Succeeded);
+    assert!(received.load(std::sync::atomic::Ordering::SeqCst) >= 7);
+}
+
+/// Failures go on past the retry window: the last one is the answer.
+#[tokio::test]
+async fn wait_gives_up_when_failures_outlast_the_retry_window() {
+    let s = start_with(mock("60s"), QueueConfig::default(), ServerConfig::default()).await;
+    let id = Client::new(&s.url(""))
+        .expect("client")
+        .predict_async(&"x".to_owned())
+        .await
+        .expect("submit");
+    let script = [vec![Step::Forward], vec![Step::Answer(503); 100]].concat();
+    let (url, received) = gateway(s.url(""), script).await;
+    let c = Client::new(&url)
+        .expect("client")
+        .with_long_poll(Duration::from_millis(100))
+        .with_retry_window(Duration::from_millis(700));
+    let started = tokio::time::Instant::now();
+    let err = c
+        .wait(id, None)
+        .await
+        .expect_err("the gateway keeps failing");
+    let took = started.elapsed();
+    assert!(matches!(err, Error::Status { status: 503, .. }), "{err:?}");
+    // Pauses of 100, 200 and 400 ms fill the window: 1 answer, then 4 failures.
+    assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert!(took >= Duration::from_millis(700), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+/// What no retry can cure is answered at once: nothing listening at the address
+/// before any answer (a wrong address), or an ID the server does not know (one a
+/// restarted in-memory server has forgotten).
+#[tokio::test]
+async fn wait_fails_at_once_on_a_wrong_address_or_a_forgotten_id() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let id: PredictionId = uuid::Uuid::new_v4().to_string().parse().expect("an ID");
+    let c = Client::new(&format!("http://{addr}")).expect("client");
+    let started = tokio::time::Instant::now();
+    let err = c.wait(id, None).await.expect_err("nothing listens");
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let s = start().await;
+    let c = Client::new(&s.url("")).expect("client");
+    let started = tokio::time::Instant::now();
+    let err = c.wait(id, None).await.expect_err("unknown");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
