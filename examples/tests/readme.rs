@@ -1,6 +1,6 @@
-//! The README's Rust snippets stay true: each is an example that the workspace builds
-//! (so a snippet that no longer compiles fails CI), and this test checks the README
-//! shows it verbatim.
+//! The README's Rust snippets stay true: each is an example, or a marked part of one,
+//! that the workspace builds (so a snippet that no longer compiles fails CI), and this
+//! test checks the README shows it verbatim.
 
 use std::path::Path;
 
@@ -24,6 +24,49 @@ fn example(name: &str) -> String {
         .skip_while(|l| l.starts_with("//!") || l.is_empty())
         .map(|l| format!("{l}\n"))
         .collect()
+}
+
+/// The parts of an example between `// README: begin` and `// README: end`, in
+/// order, each without the indentation of its begin marker.
+fn example_parts(name: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
+    let source = std::fs::read_to_string(&path).expect("the example");
+    let mut parts = Vec::new();
+    let mut lines = source.lines();
+    while let Some(begin) = lines.find(|l| l.trim() == "// README: begin") {
+        let indent = begin.len() - begin.trim_start().len();
+        let part = lines
+            .by_ref()
+            .take_while(|l| l.trim() != "// README: end")
+            .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
+            .collect();
+        parts.push(part);
+    }
+    parts
+}
+
+#[test]
+fn the_server_and_client_fragments_are_parts_of_an_example() {
+    let parts = example_parts("readme_fragments");
+    assert_eq!(
+        parts.len(),
+        2,
+        "two marked parts in examples/readme_fragments.rs"
+    );
+    for (heading, part) in [
+        "### Serving your own model",
+        "### From Rust: the typed client",
+    ]
+    .into_iter()
+    .zip(parts)
+    {
+        assert_eq!(
+            readme_block(heading),
+            part,
+            "README.md's snippet under {heading:?} and its part of \
+             examples/readme_fragments.rs differ: keep them the same"
+        );
+    }
 }
 
 #[test]
