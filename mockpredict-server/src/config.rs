@@ -37,12 +37,20 @@ pub struct ServerConfig {
     pub api_token: Option<ApiToken>,
     /// Which browser origins may call the API.
     pub cors: Cors,
-    /// A connection with no request in flight for this long is closed: an idle
-    /// HTTP/1.1 keep-alive or HTTP/2 connection, or one still sending a request's
-    /// headers this long after it connected or got its previous answer; and a
-    /// request body that has not fully arrived this long after its headers gets 408.
-    /// So slow or idle clients cannot hold connection slots (slowloris). Default 10 s.
+    /// How long a client may take to send a request's headers: a connection that
+    /// sends nothing this long after it connects, or stalls this long in the middle
+    /// of a request's headers (closed between one and two of these after their first
+    /// byte), is closed; and a request body that has not fully arrived this long
+    /// after its headers gets 408. So slow clients cannot hold connection slots
+    /// (slowloris). Default 10 s.
     pub header_read_timeout: Duration,
+    /// How long a connection may sit idle (no request in flight, and on HTTP/1.1 no
+    /// byte of a next one) after a request before it is closed: HTTP/1.1 keep-alive
+    /// and HTTP/2 alike (HTTP/2 gets a GOAWAY first). Keep it above the idle timeout
+    /// of any proxy or load balancer in front (60 s for AWS ALB, 75 s for nginx's
+    /// `keepalive_timeout`), or the proxy may send a request on a connection that
+    /// this server is closing, and answer its client 502. Default 75 s.
+    pub keep_alive_timeout: Duration,
     /// Most connections served at once; further ones wait in the listen backlog.
     /// Default 1024.
     pub max_connections: usize,
@@ -74,6 +82,7 @@ impl Default for ServerConfig {
             api_token: None,
             cors: Cors::Any,
             header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
             max_connections: 1024,
             shutdown_timeout: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
@@ -124,6 +133,13 @@ impl ServerConfig {
     #[must_use]
     pub fn header_read_timeout(mut self, d: Duration) -> Self {
         self.header_read_timeout = d;
+        self
+    }
+
+    /// Sets [`keep_alive_timeout`](Self::keep_alive_timeout).
+    #[must_use]
+    pub fn keep_alive_timeout(mut self, d: Duration) -> Self {
+        self.keep_alive_timeout = d;
         self
     }
 

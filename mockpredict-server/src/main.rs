@@ -102,10 +102,18 @@ struct Flags {
     #[arg(long, env = "MOCKPREDICT_DRAIN_DELAY", default_value = "0s")]
     drain_delay: humantime::Duration,
 
-    /// A connection must send its request headers within this, or it is closed; so is
-    /// one idle (no request in flight) for this long.
+    /// A connection must send its first request's headers within this of connecting,
+    /// and a later request's within this of its first byte, or it is closed
+    /// (slowloris); a request body must arrive within this after its headers, or 408.
     #[arg(long, env = "MOCKPREDICT_HEADER_READ_TIMEOUT", default_value = "10s")]
     header_read_timeout: humantime::Duration,
+
+    /// A connection idle this long after a request (no request in flight, no byte of
+    /// a next one) is closed, HTTP/1.1 keep-alive and HTTP/2 alike. Keep it above the
+    /// idle timeout of any proxy in front (AWS ALB 60s, nginx 75s), or the proxy may
+    /// reuse a connection this server is closing and answer 502.
+    #[arg(long, env = "MOCKPREDICT_KEEP_ALIVE_TIMEOUT", default_value = "75s")]
+    keep_alive_timeout: humantime::Duration,
 
     /// Most connections served at once; more wait in the listen backlog.
     #[arg(long, env = "MOCKPREDICT_MAX_CONNECTIONS", default_value_t = 1024)]
@@ -216,6 +224,7 @@ impl TryFrom<Flags> for Settings {
             .shutdown_timeout(capped(f.shutdown_timeout))
             .drain_delay(capped(f.drain_delay))
             .header_read_timeout(capped(f.header_read_timeout))
+            .keep_alive_timeout(capped(f.keep_alive_timeout))
             .max_connections(f.max_connections)
             .access_log(f.access_log == Switch::On);
         Ok(Self {

@@ -91,8 +91,19 @@ async fn idle_http2_connection(
     h2
 }
 
-async fn connect_with_a_200ms_idle_limit() -> (TestServer<MockModel>, TcpStream) {
-    let config = ServerConfig::default().header_read_timeout(Duration::from_millis(200));
+/// A connection to a server whose header-read timeout is 200 ms, and whose keep-alive
+/// timeout is 60 s: only the header rule can close it within a test's seconds.
+async fn connect_with_a_200ms_header_limit() -> (TestServer<MockModel>, TcpStream) {
+    connect_with_limits(Duration::from_millis(200), Duration::from_secs(60)).await
+}
+
+async fn connect_with_limits(
+    header: Duration,
+    keep_alive: Duration,
+) -> (TestServer<MockModel>, TcpStream) {
+    let config = ServerConfig::default()
+        .header_read_timeout(header)
+        .keep_alive_timeout(keep_alive);
     let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
     let tcp = TcpStream::connect(s.addr).await.expect("connect");
     (s, tcp)
@@ -113,7 +124,7 @@ async fn read_until_closed(tcp: &mut TcpStream, since: Instant) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_connection_that_stalls_mid_headers_is_closed() {
-    let (_s, mut tcp) = connect_with_a_200ms_idle_limit().await;
+    let (_s, mut tcp) = connect_with_a_200ms_header_limit().await;
     tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
         .await
         .expect("write");
@@ -123,7 +134,7 @@ async fn a_connection_that_stalls_mid_headers_is_closed() {
 
 #[tokio::test]
 async fn a_kept_alive_connection_that_stalls_mid_headers_is_closed() {
-    let (_s, mut tcp) = connect_with_a_200ms_idle_limit().await;
+    let (_s, mut tcp) = connect_with_a_200ms_header_limit().await;
     healthz_over(&mut tcp).await;
     // The next request's headers trickle in and never end.
     let started = Instant::now();
@@ -138,7 +149,7 @@ async fn a_kept_alive_connection_that_stalls_mid_headers_is_closed() {
 
 #[tokio::test]
 async fn a_body_that_stalls_gets_408() {
-    let (_s, mut tcp) = connect_with_a_200ms_idle_limit().await;
+    let (_s, mut tcp) = connect_with_a_200ms_header_limit().await;
     tcp.write_all(
         b"POST /predictions/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
           content-length: 40\r\n\r\n{\"input\":",
@@ -156,7 +167,7 @@ async fn a_body_that_stalls_gets_408() {
 
 #[tokio::test]
 async fn a_connection_that_sends_nothing_is_closed() {
-    let (_s, mut tcp) = connect_with_a_200ms_idle_limit().await;
+    let (_s, mut tcp) = connect_with_a_200ms_header_limit().await;
     let buf = read_until_closed(&mut tcp, Instant::now()).await;
     assert!(buf.is_empty());
 }
@@ -465,7 +476,7 @@ async fn binary_finishes_a_sync_prediction_on_sigterm_and_exits_0() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_does_not_hold_its_slot_forever() {
     let config = ServerConfig::default()
-        .header_read_timeout(Duration::from_millis(200))
+        .keep_alive_timeout(Duration::from_millis(200))
         .max_connections(1);
     let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
     let mut tcp = idle_http1_connection(s.addr).await;
@@ -479,7 +490,7 @@ async fn an_idle_keep_alive_connection_does_not_hold_its_slot_forever() {
 #[tokio::test]
 async fn an_idle_http2_connection_does_not_hold_its_slot_forever() {
     let config = ServerConfig::default()
-        .header_read_timeout(Duration::from_millis(300))
+        .keep_alive_timeout(Duration::from_millis(300))
         .max_connections(1);
     let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
     // An HTTP/2 client takes the only slot, makes one request, then idles (its pings
@@ -501,7 +512,8 @@ async fn an_idle_http2_connection_does_not_hold_its_slot_forever() {
 /// that a client knows no request of its was lost in the close.
 #[tokio::test]
 async fn an_idle_http2_connection_gets_goaway_before_the_close() {
-    let (_s, mut tcp) = connect_with_a_200ms_idle_limit().await;
+    let (_s, mut tcp) =
+        connect_with_limits(Duration::from_secs(60), Duration::from_millis(200)).await;
     // The client preface and an empty SETTINGS frame, then nothing.
     tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .await
@@ -521,11 +533,68 @@ async fn an_idle_http2_connection_gets_goaway_before_the_close() {
     );
 }
 
+/// The keep-alive timeout, not the header-read one, decides when an idle HTTP/1.1
+/// connection closes: a proxy in front can keep reusing it.
 #[tokio::test]
-async fn a_slow_event_stream_is_not_idle() {
-    // Nothing is sent for longer than the idle limit, but a request is in flight.
+async fn an_idle_keep_alive_connection_lives_until_the_keep_alive_timeout() {
+    let (_s, mut tcp) =
+        connect_with_limits(Duration::from_millis(200), Duration::from_millis(1500)).await;
+    healthz_over(&mut tcp).await;
+    let mut buf = [0u8; 64];
+    // Idle for over three header-read timeouts: still open.
+    let early = timeout(Duration::from_millis(700), tcp.read(&mut buf)).await;
+    assert!(early.is_err(), "closed early: {early:?}");
+    healthz_over(&mut tcp).await;
+    let idle_from = Instant::now();
+    let closed = timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+    let after = idle_from.elapsed();
+    assert!(
+        after >= Duration::from_millis(1400),
+        "closed after {after:?}"
+    );
+}
+
+/// HTTP/2's frames between requests are no request's head: a client that pings an
+/// idle connection every 50 ms keeps it until the keep-alive timeout, not the
+/// header-read one.
+#[tokio::test]
+async fn an_http2_client_that_pings_is_idle_not_stalled() {
     let config = ServerConfig::default()
         .header_read_timeout(Duration::from_millis(200))
+        .keep_alive_timeout(Duration::from_millis(1500));
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(50))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .expect("h2 handshake");
+    let h2 = tokio::spawn(conn);
+    let req = Request::get(format!("http://{}/healthz", s.addr))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let idle_from = Instant::now();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !h2.is_finished(),
+        "closed while pinging, before the keep-alive timeout"
+    );
+    let ended = timeout(Duration::from_secs(5), h2).await;
+    assert!(ended.is_ok(), "the idle connection was closed");
+    assert!(idle_from.elapsed() >= Duration::from_millis(1400));
+}
+
+#[tokio::test]
+async fn a_slow_event_stream_is_not_idle() {
+    // Nothing is sent for longer than the idle limits, but a request is in flight.
+    let config = ServerConfig::default()
+        .header_read_timeout(Duration::from_millis(200))
+        .keep_alive_timeout(Duration::from_millis(200))
         .sse_keep_alive(Duration::from_secs(60));
     let s = start_with(mock("800ms"), QueueConfig::default(), config).await;
     let id = submit_id(&s.url(PREDICT), "x").await;
