@@ -41,7 +41,7 @@ pub trait Model: Send + Sync + 'static {
     /// What a successful prediction returns.
     type Output: Send + Sync + 'static;
 
-    /// The model's name, for metadata and metrics.
+    /// The model's name, for metadata (the server's `GET /` and OpenAPI title).
     fn name(&self) -> &str;
 
     /// The model's version, for metadata.

@@ -172,7 +172,10 @@ pub struct ShutdownReport {
 /// Predictions move `queued → processing → succeeded | failed | canceled`. `submit`
 /// returns an ID at once; `get`, `wait`, `cancel` and `subscribe` act on it;
 /// `predict` is submit-and-wait. Background tasks stop when the last handle drops or
-/// after [`shutdown`](Self::shutdown).
+/// after [`shutdown`](Self::shutdown); dropping the last handle also cancels what is
+/// queued or running (running models' futures are dropped), as no one could read it.
+/// A cancel, like that, drops a running model's future on its worker shortly after
+/// the `canceled` status is set, not before [`cancel`](Self::cancel) returns.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -216,7 +219,10 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> std::fmt::Debug
 }
 
 /// Held by every handle: when the last one drops, the background tasks stop (the
-/// purge and the sweeper watch `stop`) and idle workers are woken to exit.
+/// purge and the sweeper watch `stop`), idle workers are woken to exit, and what is
+/// queued or running is canceled (running models' futures are dropped): with no
+/// handle left, no one could read their results, and a model that never ends would
+/// otherwise keep its worker forever.
 struct StopOnDrop<M: Model, B: Backend> {
     stop: CancellationToken,
     shared: std::sync::Weak<Shared<M, B>>,
@@ -226,6 +232,8 @@ impl<M: Model, B: Backend> Drop for StopOnDrop<M, B> {
     fn drop(&mut self) {
         self.stop.cancel();
         if let Some(shared) = self.shared.upgrade() {
+            shared.grace_over.store(true, Ordering::Release);
+            shared.cancel_all.cancel();
             stop_workers(&shared.pending);
         }
     }
@@ -235,7 +243,7 @@ struct Shared<M: Model, B: Backend> {
     model: M,
     backend: B,
     config: QueueConfig,
-    observer: Option<Arc<dyn Observer>>,
+    observers: Vec<Arc<dyn Observer>>,
     // Cache lines: what submitting and running write on every prediction sits on
     // lines of its own (`CachePadded`), apart from each other and from the
     // read-mostly fields, so the submitting thread and a worker's thread do not
@@ -383,12 +391,12 @@ struct Pending<J> {
     deadline: Option<Instant>,
 }
 
-/// Builds a [`JobQueue`] with a non-default backend or an [`Observer`].
-pub struct JobQueueBuilder<M: Model, B> {
+/// Builds a [`JobQueue`] with a non-default backend or [`Observer`]s.
+pub struct JobQueueBuilder<M: Model, B = MemoryBackend<<M as Model>::Input, <M as Model>::Output>> {
     model: M,
     config: QueueConfig,
     backend: B,
-    observer: Option<Arc<dyn Observer>>,
+    observers: Vec<Arc<dyn Observer>>,
 }
 
 impl<M: Model> JobQueueBuilder<M, MemoryBackend<M::Input, M::Output>> {
@@ -398,7 +406,7 @@ impl<M: Model> JobQueueBuilder<M, MemoryBackend<M::Input, M::Output>> {
             backend: MemoryBackend::new(config.result_ttl, config.max_retained),
             model,
             config,
-            observer: None,
+            observers: Vec::new(),
         }
     }
 
@@ -423,14 +431,15 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder
             model: self.model,
             config: self.config,
             backend,
-            observer: self.observer,
+            observers: self.observers,
         }
     }
 
-    /// Tells `observer` of every finished prediction.
+    /// Tells `observer` of every finished prediction, after the observers added
+    /// before it (a server's metrics and one of your own, say).
     #[must_use]
     pub fn observer(mut self, observer: impl Observer) -> Self {
-        self.observer = Some(Arc::new(observer));
+        self.observers.push(Arc::new(observer));
         self
     }
 
@@ -453,7 +462,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder
             config: self.config,
             pending: CachePadded::new(Mutex::new(WorkQueue::new())),
             sweeper_wake: Notify::new(),
-            observer: self.observer,
+            observers: self.observers,
             submits: CachePadded::new(SubmitCounters {
                 sequence: AtomicU32::new(rand::random()),
                 slots_taken: AtomicUsize::new(0),
@@ -658,7 +667,9 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
 
     /// Cancels the prediction: a queued one never runs; a processing one is stopped by
     /// dropping its model future. Returns the snapshot after the cancel: `canceled`,
-    /// or the terminal status it had already reached.
+    /// or the terminal status it had already reached. The status changes here; the
+    /// model's future is dropped by its worker shortly after (so a `Drop` that frees a
+    /// model's resources runs after this returns, not before).
     ///
     /// # Errors
     ///
@@ -868,13 +879,13 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
             };
             self.runs.model_time_ewma.store(new, Ordering::Relaxed);
         }
-        if let Some(observer) = &self.observer {
-            // An observer that panics must not keep the waiters asleep or take the
-            // worker down with it.
+        for observer in &self.observers {
+            // An observer that panics must not keep the waiters asleep, keep the
+            // others from being told, or take the worker down with it.
             let told = std::panic::catch_unwind(AssertUnwindSafe(|| observer.on_finish(done)));
             if let Err(panic) = told {
                 let err = PredictionError::panic(&*panic);
-                tracing::error!(message = %err, "an observer panicked");
+                tracing::error!(error = %err, "an observer panicked");
             }
         }
         self.backend.wake(job);
@@ -1007,7 +1018,7 @@ fn model_outcome<O>(
         Ok(Err(e)) => Outcome::Failed(PredictionError::model(e)),
         Err(panic) => {
             let err = PredictionError::panic(&*panic);
-            tracing::warn!(message = %err, "model panicked; failing that prediction");
+            tracing::warn!(error = %err, "model panicked; failing that prediction");
             Outcome::Failed(err)
         }
     }
@@ -1202,7 +1213,13 @@ async fn purge_loop<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
 }
 
 /// A stream of one prediction's status changes, from [`JobQueue::subscribe`].
-pub struct Subscription<M: Model, B: Backend<Input = M::Input, Output = M::Output>> {
+pub struct Subscription<
+    M: Model,
+    B: Backend<Input = M::Input, Output = M::Output> = MemoryBackend<
+        <M as Model>::Input,
+        <M as Model>::Output,
+    >,
+> {
     queue: JobQueue<M, B>,
     job: B::Job,
     last: Option<Status>,
@@ -1464,6 +1481,88 @@ mod tests {
             assert_eq!(done.status, Status::Succeeded, "{input}");
         }
         assert_eq!(lock(&queue.shared.pending).workers, 1);
+    }
+
+    /// Every observer is told, in the order added, even after one panics.
+    #[tokio::test(start_paused = true)]
+    async fn every_observer_is_told() {
+        struct Counts(Arc<AtomicUsize>, bool);
+        impl Observer for Counts {
+            fn on_finish(&self, _: &Finished) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+                assert!(!self.1, "observer panics (on purpose, in a test)");
+            }
+        }
+        let (a, b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let queue = JobQueue::builder(MockModel::new())
+            .observer(Counts(Arc::clone(&a), true))
+            .observer(Counts(Arc::clone(&b), false))
+            .build()
+            .expect("valid");
+        for input in ["first", "second"] {
+            let done = queue.predict(input.to_owned()).await.expect("admitted");
+            assert_eq!(done.status, Status::Succeeded);
+        }
+        assert_eq!(
+            (a.load(Ordering::Relaxed), b.load(Ordering::Relaxed)),
+            (2, 2)
+        );
+    }
+
+    /// Dropping the last handle cancels what runs (its model future is dropped) and
+    /// what waits, so that a model that never ends does not keep its worker forever.
+    #[tokio::test(start_paused = true)]
+    async fn dropping_the_last_handle_cancels_what_runs_and_what_waits() {
+        struct Forever(Arc<AtomicUsize>);
+        struct Dropped(Arc<AtomicUsize>);
+        impl Drop for Dropped {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        impl Model for Forever {
+            type Input = u32;
+            type Output = u32;
+            fn name(&self) -> &str {
+                "forever"
+            }
+            fn version(&self) -> &str {
+                "0"
+            }
+            async fn predict(&self, _: &u32) -> std::result::Result<u32, crate::ModelError> {
+                let _guard = Dropped(Arc::clone(&self.0));
+                std::future::pending().await
+            }
+        }
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let queue = JobQueue::new(
+            Forever(Arc::clone(&dropped)),
+            QueueConfig::default().concurrency(1),
+        )
+        .expect("valid");
+        let shared = Arc::downgrade(&queue.shared);
+        let (running, queued) = (queue.submit(1).await, queue.submit(2).await);
+        let (running, queued) = (running.expect("admitted"), queued.expect("admitted"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(queue.stats().processing, 1);
+        let statuses = async |q: &JobQueue<Forever>| {
+            let r = q.get(running).await.expect("known").status;
+            let w = q.get(queued).await.expect("known").status;
+            (r, w)
+        };
+        assert_eq!(statuses(&queue).await, (Status::Processing, Status::Queued));
+        drop(queue);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            dropped.load(Ordering::Relaxed),
+            1,
+            "the model future was dropped"
+        );
+        // The worker has exited and let go of the queue's state.
+        assert!(
+            shared.upgrade().is_none(),
+            "the worker still holds the queue"
+        );
     }
 
     /// A worker that panics anyway (in a backend's code) gives its slot and its

@@ -103,12 +103,21 @@ impl<M: Model> App<M> {
     ///
     /// # Errors
     ///
-    /// [`Error::Queue`](crate::Error::Queue) when `queue` does not validate.
+    /// [`Error::Queue`](crate::Error::Queue) when `queue` does not validate;
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when a listed CORS origin
+    /// is not one ([`Cors::invalid_origin`](crate::Cors::invalid_origin)), so could
+    /// never match.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime (the queue spawns its purge task).
     pub fn new(model: M, queue: QueueConfig, config: ServerConfig) -> Result<Self> {
+        if let Some(bad) = config.cors.invalid_origin() {
+            return Err(crate::Error::InvalidConfig(format!(
+                "CORS origin {bad:?} is not an origin such as https://app.example or \
+                 http://localhost:3000"
+            )));
+        }
         let metrics = Metrics::new();
         let queue = JobQueue::builder(model)
             .config(queue)
@@ -900,16 +909,34 @@ fn prediction_response<I: Serialize, O: Serialize>(
 /// `serde_json::Value`, to learn its field names.
 fn sync_body<I: Serialize, O: Serialize>(p: &Prediction<I, O>) -> Result<Vec<u8>, ApiError> {
     use serde::ser::{SerializeMap, Serializer};
-    use serde_json::Value;
+    use serde_json::value::RawValue;
+    use std::collections::BTreeMap;
 
     let internal =
         |e: serde_json::Error| ApiError::Internal(format!("serializing a response: {e}"));
     let body = PredictionBody::from(p);
-    let spread = match &p.output {
-        Some(output) => match serde_json::to_value(&**output).map_err(internal)? {
-            Value::Object(map) => map.into_iter().collect(),
-            other => vec![("result".to_owned(), other)],
-        },
+    // The output is written once, and its fields spread from that text: through a
+    // `Value` they would be re-formatted (an `f32` widened to `f64` digits), and the
+    // spread would disagree with `output`.
+    let output_text = p
+        .output
+        .as_ref()
+        .map(|o| serde_json::to_string(&**o))
+        .transpose()
+        .map_err(internal)?;
+    let output: Option<&RawValue> = output_text
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(internal)?;
+    let spread: Vec<(String, &RawValue)> = match output {
+        // In key order, as a `Value`'s map had them; the last of duplicate keys wins.
+        Some(raw) if raw.get().starts_with('{') => {
+            let fields: BTreeMap<String, &RawValue> =
+                serde_json::from_str(raw.get()).map_err(internal)?;
+            fields.into_iter().collect()
+        }
+        Some(raw) => vec![("result".to_owned(), raw)],
         None => Vec::new(),
     };
     // The keys the prediction itself writes below (`message` only while pending).
@@ -936,8 +963,7 @@ fn sync_body<I: Serialize, O: Serialize>(p: &Prediction<I, O>) -> Result<Vec<u8>
     if let Some(message) = &body.message {
         map.serialize_entry("message", message).map_err(internal)?;
     }
-    map.serialize_entry("output", &body.output)
-        .map_err(internal)?;
+    map.serialize_entry("output", &output).map_err(internal)?;
     map.serialize_entry("error", &body.error)
         .map_err(internal)?;
     let times = [
@@ -1271,6 +1297,14 @@ mod tests {
         assert_eq!(v["input"], "in", "the prediction's input wins");
         assert_eq!(v["status"], "succeeded", "prediction fields win a clash");
         assert_eq!(v["zeta"], 1);
+        // Spread fields are written as `output` writes them: an f32 keeps its digits.
+        let narrow = finished(
+            Some(std::collections::BTreeMap::from([("score", 1.1f32)])),
+            None,
+        );
+        let text = String::from_utf8(sync_body(&narrow).expect("serializes")).expect("utf-8");
+        assert!(text.contains(r#""score":1.1,"#), "{text}");
+        assert!(text.contains(r#""output":{"score":1.1}"#), "{text}");
         let scalar = finished(Some(3u32), None);
         let v = same(
             sync_body(&scalar).expect("serializes"),
@@ -1288,6 +1322,21 @@ mod tests {
             sync_body(&failed).expect("serializes"),
             sync_body_via_value(&failed).expect("serializes"),
         );
+    }
+
+    #[tokio::test]
+    async fn an_app_with_a_cors_entry_that_is_no_origin_is_refused() {
+        let cors = Cors::Origins(vec!["https://ok.example".into(), "app.example".into()]);
+        let config = ServerConfig::default().cors(cors);
+        let err = App::new(
+            mockpredict_core::MockModel::new(),
+            QueueConfig::default(),
+            config,
+        )
+        .map(|_| ())
+        .expect_err("app.example has no scheme");
+        assert!(matches!(err, crate::Error::InvalidConfig(_)), "{err:?}");
+        assert!(err.to_string().contains("\"app.example\""), "{err}");
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub enum Error {
     /// A socket operation failed.
     #[error("network I/O failed")]
     Io(#[from] std::io::Error),
+    /// The server configuration cannot work as given (a CORS entry that is not an
+    /// origin, say).
+    #[error("invalid server configuration: {0}")]
+    InvalidConfig(String),
 }
 
 /// An HTTP error answer. Every variant has one status and one `error_type`.
