@@ -351,6 +351,8 @@ async fn follow_events(
             Err(client::Error::NotFound { error_type: Some(t), .. }) if t == "route_not_found" => {
                 return Ok(None);
             }
+            // The long-poll retries what a retry may cure.
+            Err(e) if e.is_transient() => return Ok(None),
             Err(e) => return Err(remote.err(e)),
         },
     };

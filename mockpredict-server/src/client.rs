@@ -2,6 +2,8 @@
 //! the same [`wire`](crate::wire) types), over hyper-util's HTTP/1 client.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -161,6 +163,9 @@ pub struct Client<I = String, O = MockOutput> {
     timeout: Duration,
     long_poll: Duration,
     retry_window: Duration,
+    /// Whether a server has answered this client (or a clone of it) yet: a refused
+    /// connection after that is a server going away, not a wrong address.
+    answered: Arc<AtomicBool>,
     _types: PhantomData<fn(I) -> O>,
 }
 
@@ -173,6 +178,7 @@ impl<I, O> Clone for Client<I, O> {
             timeout: self.timeout,
             long_poll: self.long_poll,
             retry_window: self.retry_window,
+            answered: Arc::clone(&self.answered),
             _types: PhantomData,
         }
     }
@@ -269,6 +275,7 @@ impl<I, O> Client<I, O> {
             timeout: Duration::from_secs(30),
             long_poll: Duration::from_secs(30),
             retry_window: Duration::from_secs(30),
+            answered: Arc::new(AtomicBool::new(false)),
             _types: PhantomData,
         })
     }
@@ -379,8 +386,9 @@ impl<I, O> Client<I, O> {
     /// [Transient](Error::is_transient) failures are retried, with pauses from 100 ms
     /// doubling to 2 s, for up to the [retry window](Self::with_retry_window) in a
     /// row (and never past `timeout`). A refused or reset connection counts as
-    /// transient only once the server has answered this wait: a wrong address still
-    /// fails at once.
+    /// transient only once a server has answered this client (or a clone of it): a
+    /// wrong address still fails at once. A 429's `Retry-After` is honoured (within
+    /// the window).
     ///
     /// # Errors
     ///
@@ -400,6 +408,9 @@ impl<I, O> Client<I, O> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut backoff = Duration::from_millis(100);
         let mut retries = Retries::new(self.retry_window);
+        if self.answered.load(Ordering::Relaxed) {
+            retries.answered();
+        }
         loop {
             let chunk = match deadline {
                 Some(d) => d
@@ -600,6 +611,7 @@ impl<I, O> Client<I, O> {
                 url: url.clone(),
                 source: Box::new(e),
             })?;
+            self.answered.store(true, Ordering::Relaxed);
             let (parts, body) = resp.into_parts();
             let bytes = read_body(&url, body).await?;
             Ok::<_, Error>((parts.status, parts.headers, bytes))
@@ -661,6 +673,7 @@ impl<I, O> Client<I, O> {
                 url: url.clone(),
                 source: Box::new(e),
             })?;
+            self.answered.store(true, Ordering::Relaxed);
             let (parts, body) = resp.into_parts();
             if parts.status != StatusCode::OK {
                 let bytes = read_body(&url, body).await?;
@@ -941,8 +954,6 @@ fn decode<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T> {
     })
 }
 
-/// The `Retry-After` hint for a 429 message, unless the server's message says it
-/// already (mockpredict's own does).
 /// [`Client::wait`]'s account of failures in a row: whether to retry, and after what
 /// pause.
 struct Retries {
@@ -988,13 +999,22 @@ impl Retries {
         if window_left.is_zero() || deadline_left.is_zero() {
             return None;
         }
-        let pause = self.pause.min(window_left).min(deadline_left);
+        let asked = match err {
+            Error::QueueFull {
+                retry_after: Some(after),
+                ..
+            } => *after,
+            _ => Duration::ZERO,
+        };
+        let pause = self.pause.max(asked).min(window_left).min(deadline_left);
         self.pause = (self.pause * 2).min(Self::MAX_PAUSE);
         tracing::debug!(error = %err, pause = ?pause, "wait: retrying a transient failure");
         Some(pause)
     }
 }
 
+/// The `Retry-After` hint for a 429 message, unless the server's message says it
+/// already (mockpredict's own does).
 fn retry_hint(message: &str, retry_after: Option<Duration>) -> String {
     match retry_after {
         Some(d) if !message.contains("retry after") => format!("; retry after {}s", d.as_secs()),
@@ -1025,6 +1045,16 @@ mod tests {
     #[test]
     fn transient_errors_are_those_a_retry_may_cure() {
         assert!(refused().is_transient());
+        let timeout = Error::Timeout {
+            url: "u".into(),
+            after: Duration::from_secs(1),
+        };
+        let full = Error::QueueFull {
+            url: "u".into(),
+            retry_after: None,
+            message: "m".into(),
+        };
+        assert!(timeout.is_transient() && full.is_transient());
         for s in [502, 503, 504] {
             assert!(status(s).is_transient(), "{s}");
         }

@@ -37,19 +37,19 @@ pub struct ServerConfig {
     pub api_token: Option<ApiToken>,
     /// Which browser origins may call the API.
     pub cors: Cors,
-    /// How long a client may take to send a request's headers: a connection that
-    /// sends nothing this long after it connects, or stalls this long in the middle
-    /// of a request's headers (closed between one and two of these after their first
-    /// byte), is closed; and a request body that has not fully arrived this long
-    /// after its headers gets 408. So slow clients cannot hold connection slots
-    /// (slowloris). Default 10 s.
+    /// How long a new connection may take to get its first request's headers across:
+    /// one that has not done so this long after it connected is closed (slowloris);
+    /// and a request body that has not fully arrived this long after its headers
+    /// gets 408. Default 10 s.
     pub header_read_timeout: Duration,
-    /// How long a connection may sit idle (no request in flight, and on HTTP/1.1 no
-    /// byte of a next one) after a request before it is closed: HTTP/1.1 keep-alive
-    /// and HTTP/2 alike (HTTP/2 gets a GOAWAY first). Keep it above the idle timeout
-    /// of any proxy or load balancer in front (60 s for AWS ALB, 75 s for nginx's
-    /// `keepalive_timeout`), or the proxy may send a request on a connection that
-    /// this server is closing, and answer its client 502. Default 75 s.
+    /// How long a connection may go with no request in flight after a request before
+    /// it is closed: HTTP/1.1 keep-alive and HTTP/2 alike (HTTP/2 gets a GOAWAY
+    /// first). A next request's head that stalls counts as idle time. Keep it above
+    /// the idle timeout of any proxy or load balancer in front (AWS ALB 60 s, nginx's
+    /// upstream `keepalive_timeout` 60 s; Envoy's upstream idle timeout is 1 h: lower
+    /// that one), or the proxy may send a request on a connection this server is
+    /// closing, and answer its client 502. Zero closes a connection after each
+    /// answer. Default 75 s.
     pub keep_alive_timeout: Duration,
     /// Most connections served at once; further ones wait in the listen backlog.
     /// Default 1024.

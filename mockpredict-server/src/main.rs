@@ -102,16 +102,17 @@ struct Flags {
     #[arg(long, env = "MOCKPREDICT_DRAIN_DELAY", default_value = "0s")]
     drain_delay: humantime::Duration,
 
-    /// A connection must send its first request's headers within this of connecting,
-    /// and a later request's within this of its first byte, or it is closed
-    /// (slowloris); a request body must arrive within this after its headers, or 408.
+    /// A new connection must get its first request's headers across within this, or
+    /// it is closed (slowloris); a request body must arrive within this after its
+    /// headers, or 408.
     #[arg(long, env = "MOCKPREDICT_HEADER_READ_TIMEOUT", default_value = "10s")]
     header_read_timeout: humantime::Duration,
 
-    /// A connection idle this long after a request (no request in flight, no byte of
-    /// a next one) is closed, HTTP/1.1 keep-alive and HTTP/2 alike. Keep it above the
-    /// idle timeout of any proxy in front (AWS ALB 60s, nginx 75s), or the proxy may
-    /// reuse a connection this server is closing and answer 502.
+    /// A connection with no request in flight this long after a request is closed,
+    /// HTTP/1.1 keep-alive and HTTP/2 alike. Keep it above the idle timeout of any
+    /// proxy in front (AWS ALB 60s, nginx upstream keepalive_timeout 60s; lower
+    /// Envoy's 1h), or the proxy may reuse a connection this server is closing and
+    /// answer 502. 0: close after each answer.
     #[arg(long, env = "MOCKPREDICT_KEEP_ALIVE_TIMEOUT", default_value = "75s")]
     keep_alive_timeout: humantime::Duration,
 

@@ -1,13 +1,14 @@
 //! [`serve`]: the accept loop. HTTP/1.1 (keep-alive) and HTTP/2 cleartext on one port,
-//! limits that close connections with no request in flight (idle past the keep-alive
-//! timeout, or stalled mid-headers past the header-read timeout: slowloris), on either
-//! protocol, a cap on concurrent connections, and graceful shutdown: drain, close the
-//! listener, let in-flight requests finish, then stop the queue.
+//! limits that close connections with no request in flight (one that has not made its
+//! first request within the header-read timeout, slowloris; one idle past the
+//! keep-alive timeout after a request), on either protocol, a cap on concurrent
+//! connections, and graceful shutdown: drain, close the listener, let in-flight
+//! requests finish, then stop the queue.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -23,8 +24,7 @@ use mockpredict_core::backend::Backend;
 use mockpredict_core::{Model, ShutdownReport};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -65,8 +65,9 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // No hyper header-read timer: it is armed and cancelled on every request (~650
     // instructions, BENCHMARKS.md), and the connection's watcher below already closes
-    // a connection stalled mid-headers (its request only counts once its head is
-    // read) or idle, on HTTP/1.1 and HTTP/2 alike.
+    // a connection whose first request has not begun within `header_read_timeout`
+    // (stalled mid-headers: its request only counts once its head is read), and one
+    // idle for `keep_alive_timeout` after a request, on HTTP/1.1 and HTTP/2 alike.
     builder.http1().header_read_timeout(None).keep_alive(true);
     builder
         .http2()
@@ -142,29 +143,17 @@ where
             let activity = Arc::new(Activity::new());
             // A client that connects and sends nothing must not hold a slot either,
             // nor hold up the drain (a load balancer's pre-opened connection, say).
-            let mut first = [0u8; H2_PREFACE_START.len()];
-            let peeked = tokio::select! {
+            let mut first = [0u8; 1];
+            let first_byte = tokio::select! {
                 peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)) => {
-                    match peeked {
-                        Ok(Ok(n)) if n > 0 => n,
-                        _ => 0,
-                    }
+                    matches!(peeked, Ok(Ok(n)) if n > 0)
                 }
-                () = draining.cancelled() => 0,
+                () = draining.cancelled() => false,
             };
-            if peeked == 0 {
+            if !first_byte {
                 tracing::debug!(%peer, "closing a connection that sent nothing");
                 return;
             }
-            // HTTP/2's frames between requests (PING answers, WINDOW_UPDATE) are no
-            // request's head: only HTTP/1.1 watches for stalled heads. A preface cut
-            // short by the network is taken for HTTP/1.1, whose rule then closes the
-            // idle connection a little early (after its next PING), not late.
-            let heads = first[..peeked] != H2_PREFACE_START[..];
-            let stream = Counted {
-                io: stream,
-                activity: Arc::clone(&activity),
-            };
             let service = {
                 let activity = Arc::clone(&activity);
                 service_fn(move |req| {
@@ -186,7 +175,7 @@ where
             // HTTP/2 one lives as long as its client answers pings: without this, idle
             // or stalled clients could hold every slot.
             let drain = draining.cancelled();
-            let idle = activity.idle_for(keep_alive, heads.then_some(header_timeout));
+            let idle = activity.idle_for(header_timeout, keep_alive);
             match drive(conn.as_mut(), drain, idle).await {
                 Ended::Closed(Ok(())) => {}
                 Ended::Closed(Err(e)) => {
@@ -205,7 +194,7 @@ where
                     activity.restart_idle();
                     tokio::select! {
                         _ = conn => {}
-                        () = activity.idle_for(IDLE_CLOSE_GRACE, None) => {}
+                        () = activity.idle_for(IDLE_CLOSE_GRACE, IDLE_CLOSE_GRACE) => {}
                     }
                 }
             }
@@ -287,10 +276,6 @@ impl AcceptBackoff {
         }
     }
 }
-
-/// How an HTTP/2 connection starts (RFC 9113 §3.4: `PRI * HTTP/2.0...`); no HTTP/1.1
-/// method is `PRI`.
-const H2_PREFACE_START: &[u8; 4] = b"PRI ";
 
 /// How long an idle connection being closed gracefully (HTTP/2: GOAWAY, then a PING
 /// round trip) may go with no request in flight before it is dropped.
@@ -403,83 +388,71 @@ impl Wake for WatchFlag {
 }
 
 /// What a connection is doing: how many of its requests are in flight (until their
-/// response bodies end), since when it has had none, and how many bytes it had read
-/// then and has read since (so a next request's head that has begun but not ended can
-/// be told from idleness).
+/// response bodies end), since when it has had none, and whether it has made a
+/// request yet.
 struct Activity {
-    /// In flight, idle since, bytes read by then. A std `Mutex`: nothing awaits while
-    /// holding it.
-    state: Mutex<(usize, Instant, u64)>,
-    /// Bytes read from the connection, counted by [`Counted`].
-    read: AtomicU64,
+    /// A std `Mutex`: nothing awaits while holding it.
+    state: Mutex<ActivityState>,
 }
+
+#[derive(Clone, Copy)]
+struct ActivityState {
+    in_flight: usize,
+    /// When the last request ended (or the connection was accepted).
+    idle_since: Instant,
+    /// Whether a request has begun on this connection.
+    served: bool,
+}
+
+/// With requests in flight, how often the idle watcher looks in at the least (a zero
+/// limit must not make it spin while a long request runs).
+const LOOK_IN_AT_LEAST: Duration = Duration::from_millis(100);
 
 impl Activity {
     fn new() -> Self {
         Self {
-            state: Mutex::new((0, Instant::now(), 0)),
-            read: AtomicU64::new(0),
+            state: Mutex::new(ActivityState {
+                in_flight: 0,
+                idle_since: Instant::now(),
+                served: false,
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, Instant, u64)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ActivityState> {
         // The state stays consistent even if a holder panicked: plain integers.
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn bytes_read(&self) -> u64 {
-        self.read.load(Ordering::Relaxed)
-    }
-
     /// Counts idleness from now on, if no request is in flight (a connection being
     /// closed gets a fresh, short idle limit).
     fn restart_idle(&self) {
         let mut state = self.lock();
-        if state.0 == 0 {
-            state.1 = Instant::now();
-            state.2 = self.bytes_read();
+        if state.in_flight == 0 {
+            state.idle_since = Instant::now();
         }
     }
 
-    /// Resolves once the connection has had no request in flight for `keep_alive`
-    /// and read nothing meanwhile, or, when `head` is given, once bytes of a next
-    /// request have been read and its head has not ended `head` after the watcher
-    /// first saw them (so between one and two `head`s after its first byte).
-    async fn idle_for(&self, keep_alive: Duration, head: Option<Duration>) {
-        let keep_alive = keep_alive.min(FOREVER);
-        let head = head.map(|h| h.min(FOREVER));
-        // A head begun while idle: the idle period it was seen in, and when.
-        let mut begun: Option<(Instant, Instant)> = None;
+    /// Resolves once the connection has had no request in flight for `first` since it
+    /// was accepted, if it has made no request yet (a client that never gets a whole
+    /// request head across: slowloris), or for `later` since its last request ended.
+    ///
+    /// A head that stalls after a request counts as idleness: it holds the connection
+    /// no longer than an idle client may.
+    async fn idle_for(&self, first: Duration, later: Duration) {
         loop {
-            let (in_flight, since, read_then) = *self.lock();
+            let state = *self.lock();
+            let limit = if state.served { later } else { first }.min(FOREVER);
             let now = Instant::now();
-            let next = if in_flight > 0 {
-                // The idle time can only start once the requests end: look again a
-                // full limit later.
-                begun = None;
-                now + head.unwrap_or(keep_alive).min(keep_alive)
-            } else if let Some(head) = head.filter(|_| self.bytes_read() != read_then) {
-                match begun {
-                    Some((period, seen)) if period == since => {
-                        if now.duration_since(seen) >= head {
-                            return;
-                        }
-                        seen + head
-                    }
-                    _ => {
-                        begun = Some((since, now));
-                        now + head
-                    }
-                }
+            let next = if state.in_flight > 0 {
+                // The idle time can only start once the requests end.
+                now + limit.max(LOOK_IN_AT_LEAST)
+            } else if now.duration_since(state.idle_since) >= limit {
+                return;
             } else {
-                if now.duration_since(since) >= keep_alive {
-                    return;
-                }
-                // With heads watched, look in at least every `head` for one begun.
-                let idle_end = since + keep_alive;
-                head.map_or(idle_end, |h| idle_end.min(now + h))
+                state.idle_since + limit
             };
             tokio::time::sleep_until(next).await;
         }
@@ -492,7 +465,10 @@ struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn start(activity: &Arc<Activity>) -> Self {
-        activity.lock().0 += 1;
+        let mut state = activity.lock();
+        state.in_flight += 1;
+        state.served = true;
+        drop(state);
         Self(Arc::clone(activity))
     }
 }
@@ -500,63 +476,8 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let mut state = self.0.lock();
-        state.0 = state.0.saturating_sub(1);
-        state.1 = Instant::now();
-        state.2 = self.0.bytes_read();
-    }
-}
-
-/// A connection's socket, counting the bytes read from it into its [`Activity`]
-/// (one relaxed add per read).
-struct Counted {
-    io: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for Counted {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        let n = buf.filled().len().saturating_sub(before);
-        if n > 0 {
-            this.activity.read.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for Counted {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        state.in_flight = state.in_flight.saturating_sub(1);
+        state.idle_since = Instant::now();
     }
 }
 

@@ -477,7 +477,8 @@ async fn wait_retries_transient_failures_between_answers() {
     use Step::{Answer, Drop, Forward};
     let script = vec![Forward, Answer(503), Drop, Answer(502), Answer(504), Drop];
     let (url, received) = gateway(s.url(""), script).await;
-    // Long-polls of 100 ms, so that the script is played before the result is ready.
+    // Long-polls of 100 ms: the script is played out (its pauses add up to ~3 s), and
+    // only then is the finished prediction passed through.
     let c = Client::new(&url)
         .expect("client")
         .with_long_poll(Duration::from_millis(100));
@@ -539,4 +540,30 @@ async fn wait_fails_at_once_on_a_wrong_address_or_a_forgotten_id() {
     let err = c.wait(id, None).await.expect_err("unknown");
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// A client that has heard from the server before (here a `get`) takes a dropped
+/// connection at the start of a `wait` for a server going away, and retries it.
+#[tokio::test]
+async fn a_wait_by_a_client_that_was_answered_before_retries_at_once() {
+    let s = start_with(
+        mock("300ms"),
+        QueueConfig::default(),
+        ServerConfig::default(),
+    )
+    .await;
+    let id = Client::new(&s.url(""))
+        .expect("client")
+        .predict_async(&"x".to_owned())
+        .await
+        .expect("submit");
+    let (url, received) = gateway(s.url(""), vec![Step::Forward, Step::Drop]).await;
+    let c = Client::new(&url).expect("client");
+    c.get(id).await.expect("answered");
+    let done = c
+        .wait(id, Some(Duration::from_secs(20)))
+        .await
+        .expect("wait");
+    assert_eq!(done.status, Status::Succeeded);
+    assert!(received.load(std::sync::atomic::Ordering::SeqCst) >= 3);
 }
