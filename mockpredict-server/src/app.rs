@@ -309,7 +309,7 @@ where
                 None,
             ),
             (Route::Readyz, _) => (self.readyz().await, None),
-            (Route::Metrics, _) => (Ok(self.metrics_response()), None),
+            (Route::Metrics, _) => (Ok(self.metrics_response(req.headers())), None),
             (Route::OpenApi, _) => (Ok(openapi_response()), None),
             // The only arm that consumes the request; the path borrows end before it.
             (Route::Predict, _) => match self.predict(req).await {
@@ -408,13 +408,30 @@ where
         }
     }
 
-    fn metrics_response(&self) -> Response<Body> {
+    /// OpenMetrics to a scraper that asks for it (Prometheus does, in `Accept`); the
+    /// classic Prometheus text format (0.0.4) otherwise, which is what a client that
+    /// names no format (curl, an older parser) expects.
+    fn metrics_response(&self, headers: &http::HeaderMap) -> Response<Body> {
         let text = self.inner.metrics.render(&self.inner.queue.stats());
+        let openmetrics = headers
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("application/openmetrics-text"));
+        let (text, content_type) = if openmetrics {
+            (
+                text,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+        } else {
+            (
+                crate::metrics::to_prometheus_text(&text),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+        };
         let mut resp = Response::new(full(text));
-        resp.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        );
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         resp
     }
 

@@ -67,9 +67,9 @@ pub fn document() -> Value {
                 }
             }},
             "/metrics": {"get": {
-                "operationId": "metrics", "summary": "Prometheus metrics (OpenMetrics text).",
+                "operationId": "metrics", "summary": "Prometheus metrics: text format 0.0.4, or OpenMetrics when Accept asks for it.",
                 "responses": {
-                    "200": {"description": "Metrics.", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}},
+                    "200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}, "application/openmetrics-text": {"schema": {"type": "string"}}}},
                     "401": unauthorized
                 }
             }},

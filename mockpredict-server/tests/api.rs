@@ -759,6 +759,66 @@ async fn metrics_count_predictions_requests_and_timings() {
     assert!(open >= 1, "{text}");
 }
 
+/// Prometheus asks for OpenMetrics and gets it; a client that names no format gets
+/// the classic text format (0.0.4), in which each counter's `# TYPE` names its
+/// `_total` series, so that a 0.0.4 parser types every sample.
+#[tokio::test]
+async fn metrics_speak_openmetrics_to_who_asks_and_prometheus_text_otherwise() {
+    let s = start().await;
+    let prometheus_accept = "application/openmetrics-text;version=1.0.0;q=0.75,\
+                             text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let om = send(
+        Method::GET,
+        &s.url("/metrics"),
+        &[("accept", prometheus_accept)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        om.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let om = om.text();
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(
+        om.contains("# TYPE mockpredict_predictions counter\n"),
+        "{om}"
+    );
+
+    let text = get(&s.url("/metrics")).await;
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = text.text();
+    assert!(
+        !text.contains("# EOF") && !text.contains("# UNIT"),
+        "{text}"
+    );
+    // Every sample belongs to a family that a `# TYPE` line declares by its own name
+    // (a histogram's by the name before `_bucket`, `_sum` or `_count`).
+    let declared: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(declared.contains("mockpredict_predictions_total"), "{text}");
+    for sample in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = sample.split(['{', ' ']).next().expect("a name");
+        let family = ["_bucket", "_sum", "_count"]
+            .into_iter()
+            .find_map(|suffix| name.strip_suffix(suffix).filter(|f| declared.contains(f)))
+            .unwrap_or(name);
+        assert!(
+            declared.contains(family),
+            "{sample} has no # TYPE in\n{text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn openapi_document_and_router_agree() {
     let s = start().await;
