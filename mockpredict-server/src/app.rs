@@ -318,7 +318,10 @@ where
             },
             (Route::Prediction, Some(id)) => (self.poll(id, req.uri().query()).await, Some(id)),
             (Route::Cancel, Some(id)) => (self.cancel(id).await, Some(id)),
-            (Route::Events, Some(id)) => (self.events(id).await, Some(id)),
+            (Route::Events, Some(id)) => {
+                let resumed = req.headers().contains_key("last-event-id");
+                (self.events(id, resumed).await, Some(id))
+            }
             // The route table gives these routes an `{id}`; a test checks it.
             (Route::Prediction | Route::Cancel | Route::Events, None) => {
                 (Err(ApiError::RouteNotFound), None)
@@ -528,7 +531,16 @@ where
         prediction_response(StatusCode::OK, &p)
     }
 
-    async fn events(&self, id: PredictionId) -> Result<Response<Body>, ApiError> {
+    /// The prediction's event stream. A reconnect (`resumed`: it sends `Last-Event-ID`,
+    /// as a browser's `EventSource` does by itself after the stream ends) to a
+    /// prediction that has finished gets 204, which tells `EventSource` to stop:
+    /// otherwise it would reconnect, and be sent the last event again, forever.
+    async fn events(&self, id: PredictionId, resumed: bool) -> Result<Response<Body>, ApiError> {
+        if resumed && self.inner.queue.get(id).await?.is_finished() {
+            let mut resp = Response::new(full(Vec::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            return Ok(resp);
+        }
         let subscription = self.inner.queue.subscribe(id).await?;
         let body = sse::stream(
             subscription,

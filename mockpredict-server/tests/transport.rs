@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{TestServer, get, mock, post_json, start, start_with, submit_id};
-use http::{Request, StatusCode, Version};
+use common::{TestServer, get, mock, post_json, send, start, start_with, submit_id};
+use http::{Method, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mockpredict_core::{MockModel, QueueConfig};
@@ -253,6 +253,33 @@ async fn events_stream_each_status_change_and_end_after_the_result() {
     let (_, last) = evs.last().expect("a final event");
     assert_eq!(last["prediction_id"], id.as_str());
     assert!(last["output"]["result"].is_string());
+}
+
+/// A browser's `EventSource` reconnects by itself when a stream ends, sending
+/// `Last-Event-ID`: for a finished prediction it gets 204, which stops it, instead of
+/// the last event again (and again). A reconnect to one still running gets the stream.
+#[tokio::test]
+async fn a_reconnect_to_a_finished_prediction_is_told_to_stop() {
+    let s = start_with(
+        mock("300ms"),
+        QueueConfig::default(),
+        ServerConfig::default(),
+    )
+    .await;
+    let id = submit_id(&s.url(PREDICT), "x").await;
+    let events_url = s.url(&format!("{PREDICT}/{id}/events"));
+    let resumed = send(Method::GET, &events_url, &[("last-event-id", "0")], None).await;
+    assert_eq!(resumed.status, StatusCode::OK, "still running: streamed");
+    let names: Vec<String> = events(&resumed.text())
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
+    assert_eq!(names.last().map(String::as_str), Some("succeeded"));
+    let again = send(Method::GET, &events_url, &[("last-event-id", "1")], None).await;
+    assert_eq!(again.status, StatusCode::NO_CONTENT);
+    assert!(again.body.is_empty());
+    // A first connection (no Last-Event-ID) still gets the final event.
+    assert_stream_ends_succeeded(&s, &id).await;
 }
 
 #[tokio::test]
