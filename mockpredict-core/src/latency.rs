@@ -78,7 +78,8 @@ impl Latency {
         }
     }
 
-    /// A typical latency: the midpoint or median. The queue uses it for retry hints.
+    /// A typical latency: the midpoint or median. The mock reports it as its
+    /// [`Model::typical_latency`](crate::Model::typical_latency), for retry hints.
     pub fn typical(&self) -> Duration {
         match *self {
             Latency::Fixed(d) => d,

@@ -159,6 +159,10 @@ impl Model for MockModel {
         env!("CARGO_PKG_VERSION")
     }
 
+    fn typical_latency(&self) -> Option<std::time::Duration> {
+        Some(self.latency.typical())
+    }
+
     async fn predict(&self, input: &String) -> Result<MockOutput, ModelError> {
         let draw = self.draw(input);
         // A zero sleep would still wait for the timer wheel's next 1 ms tick.

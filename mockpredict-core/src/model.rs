@@ -47,6 +47,14 @@ pub trait Model: Send + Sync + 'static {
     /// The model's version, for metadata.
     fn version(&self) -> &str;
 
+    /// How long a prediction typically takes, if known before any has run. The queue's
+    /// `Retry-After` hint (in [`Error::QueueFull`](crate::Error::QueueFull), and the
+    /// server's 429) starts from it until finished predictions give a measured
+    /// average; without it, the hint is the 1 s minimum until then. Default `None`.
+    fn typical_latency(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Runs one prediction.
     ///
     /// # Errors

@@ -823,8 +823,12 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
     }
 
     fn retry_after(&self) -> Duration {
-        // One slot frees roughly every (model time / running) on average.
-        let ewma = Duration::from_nanos(self.runs.model_time_ewma.load(Ordering::Relaxed));
+        // One slot frees roughly every (model time / running) on average; before any
+        // prediction has finished, the model's own estimate stands in for the average.
+        let ewma = match self.runs.model_time_ewma.load(Ordering::Relaxed) {
+            0 => self.model.typical_latency().unwrap_or_default(),
+            nanos => Duration::from_nanos(nanos),
+        };
         let running = self.runs.processing.load(Ordering::Relaxed).max(1) as u32;
         (ewma / running).max(Duration::from_secs(1))
     }

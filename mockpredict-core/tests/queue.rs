@@ -90,6 +90,29 @@ async fn capacity_overflow_fails_fast_with_queue_full_and_a_retry_hint() {
         .expect("a slot is free again");
 }
 
+/// Before any prediction has finished, the `Retry-After` hint is the model's typical
+/// latency (the mock's 8–15 s: 11.5 s), not the 1 s minimum; after, the measured
+/// average per running prediction.
+#[tokio::test(start_paused = true)]
+async fn the_first_retry_hint_comes_from_the_model() {
+    let config = QueueConfig::default().capacity(1).concurrency(1);
+    let queue = JobQueue::new(MockModel::new(), config).expect("valid");
+    let first = queue.submit("a".into()).await.expect("slot");
+    let hint = |r: mockpredict_core::Result<PredictionId>| match r {
+        Err(Error::QueueFull { retry_after, .. }) => retry_after,
+        other => panic!("expected QueueFull, got {other:?}"),
+    };
+    let before = hint(queue.submit("b".into()).await);
+    assert_eq!(before, Duration::from_millis(11_500));
+    let done = queue.wait(first, None).await.expect("known");
+    let took = done.predict_time.expect("ran");
+    queue
+        .submit("c".into())
+        .await
+        .expect("a slot is free again");
+    assert_eq!(hint(queue.submit("d".into()).await), took);
+}
+
 /// Slots are counted on two sides (taken by submits, freed by finishes): filled
 /// and drained over and over, the queue admits exactly `capacity` each time and
 /// refuses the next, and reports what is in flight.
