@@ -217,30 +217,50 @@ where
         Bd: hyper::body::Body<Data = Bytes> + Send,
         Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let started = Instant::now();
-        let method = req.method().clone();
+        let mut pending = Unanswered {
+            app: self,
+            method: req.method().clone(),
+            // Shares the request's bytes: no copy.
+            uri: req.uri().clone(),
+            started: Instant::now(),
+            answered: false,
+        };
         let cors = self.cors_request(&req);
         let Dispatched {
             mut resp,
             route,
             prediction_id,
         } = self.dispatch(req).await;
+        pending.answered = true;
+        let (method, started) = (&pending.method, pending.started);
         if method == Method::HEAD {
             resp = without_body(resp);
         }
         self.apply_cors(resp.headers_mut(), &cors);
         let took = started.elapsed();
         let status = resp.status();
+        self.record(method, route, status, took, prediction_id);
+        resp
+    }
+
+    /// Counts an answered (or abandoned) request in the metrics and the access log.
+    fn record(
+        &self,
+        method: &Method,
+        route: Option<Route>,
+        status: StatusCode,
+        took: Duration,
+        prediction_id: Option<PredictionId>,
+    ) {
         self.inner
             .metrics
-            .record_request(&method, route, status, took);
+            .record_request(method, route, status, took);
         if self.inner.config.access_log {
             self.inner.config.access_log_sink.0.record(
-                &AccessRecord::new(&method, routes::label(route), status, took)
+                &AccessRecord::new(method, routes::label(route), status, took)
                     .with_prediction_id(prediction_id),
             );
         }
-        resp
     }
 
     /// Keeps what CORS needs of the request: only what the configured policy reads.
@@ -554,6 +574,50 @@ where
         // Tell nginx-style proxies not to buffer the stream.
         h.insert("x-accel-buffering", HeaderValue::from_static("no"));
         Ok(resp)
+    }
+}
+
+/// nginx's "client closed request": what the metrics and the access log say of a
+/// request whose client went away before its answer was ready.
+pub(crate) const CLIENT_CLOSED: u16 = 499;
+
+/// A request being handled. Dropped before its answer (its client hung up, so hyper
+/// dropped the handler's future: a gateway's timeout on a sync request or a
+/// long-poll, say), it is recorded with status 499 and the route and prediction ID of
+/// its path, so that such requests show in `/metrics` and the access log too.
+struct Unanswered<'a, M, B>
+where
+    M: Model,
+    M::Input: Serialize + DeserializeOwned,
+    M::Output: Serialize,
+    B: Backend<Input = M::Input, Output = M::Output>,
+{
+    app: &'a App<M, B>,
+    method: Method,
+    uri: http::Uri,
+    started: Instant,
+    answered: bool,
+}
+
+impl<M, B> Drop for Unanswered<'_, M, B>
+where
+    M: Model,
+    M::Input: Serialize + DeserializeOwned,
+    M::Output: Serialize,
+    B: Backend<Input = M::Input, Output = M::Output>,
+{
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let (route, id) = match routes::resolve(&self.method, self.uri.path()) {
+            Resolved::Found(route, id) => (Some(route), id.and_then(|id| parse_id(id).ok())),
+            Resolved::WrongMethod(route, _) => (Some(route), None),
+            Resolved::NotFound => (None, None),
+        };
+        let status = StatusCode::from_u16(CLIENT_CLOSED).expect("a valid status code");
+        self.app
+            .record(&self.method, route, status, self.started.elapsed(), id);
     }
 }
 

@@ -1032,3 +1032,58 @@ async fn a_custom_access_log_gets_one_record_per_request_with_its_prediction() {
         ]
     );
 }
+
+/// A client that hangs up before its answer (a gateway's timeout on a sync request or
+/// a long-poll) is recorded as 499 in the access log and `/metrics`, with the route
+/// and the prediction ID of its path.
+#[tokio::test]
+async fn a_request_whose_client_hangs_up_is_recorded_as_499() {
+    use tokio::io::AsyncWriteExt;
+    let records = Records::default();
+    let config = ServerConfig::default().access_log_sink(records.clone());
+    let s = start_with(mock("10s"), QueueConfig::default(), config).await;
+    let id = submit_id(&s.url(PREDICT), "x").await;
+    let body = r#"{"input":"gone"}"#;
+    let requests = [
+        format!(
+            "POST {PREDICT}?async_mode=false HTTP/1.1\r\nhost: x\r\ncontent-type: \
+             application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        format!("GET {PREDICT}/{id}?wait=30 HTTP/1.1\r\nhost: x\r\n\r\n"),
+    ];
+    for request in requests {
+        let mut tcp = tokio::net::TcpStream::connect(s.addr)
+            .await
+            .expect("connect");
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(tcp);
+    }
+    let wanted = [
+        ("POST".to_owned(), PREDICT, 499, None),
+        (
+            "GET".to_owned(),
+            "/predictions/predict/{id}",
+            499,
+            Some(id.clone()),
+        ),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = records.0.lock().expect("lock").clone();
+        if wanted.iter().all(|w| got.contains(w)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no 499 records: {got:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = get(&s.url("/metrics")).await.text();
+    for route in [PREDICT, "/predictions/predict/{id}"] {
+        let method = if route == PREDICT { "POST" } else { "GET" };
+        let line = format!(
+            r#"mockpredict_http_requests_total{{method="{method}",route="{route}",code="499"}} 1"#
+        );
+        assert!(metrics.contains(&line), "missing {line} in\n{metrics}");
+    }
+}
