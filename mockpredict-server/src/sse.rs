@@ -57,7 +57,15 @@ where
                     let data = match serde_json::to_string(&PredictionBody::from(&p)) {
                         Ok(data) => data,
                         Err(e) => {
+                            // Say so before ending, rather than end with nothing said
+                            // (an output its `Serialize` refuses, say).
                             tracing::error!(error = %e, "serializing an event failed");
+                            let error = serde_json::json!({
+                                "error": format!("could not serialize the prediction: {e}"),
+                                "error_type": "internal_error",
+                            });
+                            let frame = format!("id: {seq}\nevent: error\ndata: {error}\n\n");
+                            let _ = tx.send(Bytes::from(frame)).await;
                             return;
                         }
                     };

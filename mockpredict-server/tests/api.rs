@@ -1087,3 +1087,48 @@ async fn a_request_whose_client_hangs_up_is_recorded_as_499() {
         assert!(metrics.contains(&line), "missing {line} in\n{metrics}");
     }
 }
+
+/// An output its own `Serialize` refuses.
+struct Unserializable;
+
+impl Serialize for Unserializable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "this output refuses to be serialized",
+        ))
+    }
+}
+
+/// Answers with an output that cannot be written.
+struct Refuser;
+
+impl Model for Refuser {
+    type Input = String;
+    type Output = Unserializable;
+    fn name(&self) -> &str {
+        "refuser"
+    }
+    fn version(&self) -> &str {
+        "0"
+    }
+    async fn predict(&self, _: &String) -> Result<Unserializable, ModelError> {
+        Ok(Unserializable)
+    }
+}
+
+/// A result that cannot be serialized is a 500 `internal_error` where it would be
+/// shown, and its event stream says so in an `error` event rather than end silently.
+#[tokio::test]
+async fn an_output_that_cannot_be_serialized_is_an_error_where_it_would_show() {
+    let s = start_with(Refuser, QueueConfig::default(), ServerConfig::default()).await;
+    let id = submit_id(&s.url(PREDICT), "x").await;
+    let stream = get(&s.url(&format!("{PREDICT}/{id}/events"))).await.text();
+    assert!(stream.contains("event: error\n"), "{stream}");
+    assert!(
+        stream.contains(r#""error_type":"internal_error""#),
+        "{stream}"
+    );
+    let poll = get(&s.url(&format!("{PREDICT}/{id}"))).await;
+    assert_eq!(poll.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(poll.error_type(), "internal_error");
+}
