@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backend::{Backend, Finished, MemoryBackend};
+use crate::backend::{Backend, Finished, MemoryBackend, Started};
 use crate::sync::lock;
 use crate::{Error, Model, Outcome, Prediction, PredictionError, PredictionId, Result, Status};
 
@@ -126,6 +126,12 @@ impl QueueConfig {
 /// it), before its waiters are woken; keep it short. A panic in it is caught and
 /// logged: the prediction, its waiters and the worker are unaffected.
 pub trait Observer: Send + Sync + 'static {
+    /// A prediction started running, after `started.queue_time` in the queue. Called
+    /// on its worker before the model is; default: nothing.
+    fn on_start(&self, started: &Started) {
+        let _ = started;
+    }
+
     /// A prediction finished with `finished.status`.
     fn on_finish(&self, finished: &Finished);
 }
@@ -871,6 +877,17 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         self.release_slot();
     }
 
+    /// Tells the observers of a start.
+    fn on_started(&self, start: &Started) {
+        for observer in &self.observers {
+            let told = std::panic::catch_unwind(AssertUnwindSafe(|| observer.on_start(start)));
+            if let Err(panic) = told {
+                let err = PredictionError::panic(&*panic);
+                tracing::error!(error = %err, "an observer panicked");
+            }
+        }
+    }
+
     /// The rest, once the transition is visible: model-time average, observer,
     /// waiters.
     fn on_finished(&self, job: &B::Job, done: &Finished) {
@@ -1076,11 +1093,12 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
         }
         let started = now.unwrap_or_else(|| shared.stamp_now());
         match shared.backend.start(job, started).await {
-            Ok(true) => {
+            Ok(Some(start)) => {
                 shared.runs.processing.fetch_add(1, Ordering::AcqRel);
+                shared.on_started(&start);
             }
             // Canceled or timed out while queued.
-            Ok(false) => {
+            Ok(None) => {
                 now = None;
                 continue;
             }

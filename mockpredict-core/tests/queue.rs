@@ -90,6 +90,39 @@ async fn capacity_overflow_fails_fast_with_queue_full_and_a_retry_hint() {
         .expect("a slot is free again");
 }
 
+/// Observers hear of each start with its queue time, when it starts: the second of
+/// two 10 s predictions on one worker waited 10 s, and is reported before it ends.
+#[tokio::test(start_paused = true)]
+async fn observers_hear_of_each_start_with_its_queue_time() {
+    use mockpredict_core::Observer;
+    use mockpredict_core::backend::{Finished, Started};
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Starts(Arc<Mutex<Vec<(PredictionId, Duration)>>>);
+    impl Observer for Starts {
+        fn on_start(&self, s: &Started) {
+            self.0.lock().expect("lock").push((s.id, s.queue_time));
+        }
+        fn on_finish(&self, _: &Finished) {}
+    }
+    let starts = Starts::default();
+    let model = MockModel::new().with_latency("10s".parse().expect("a latency"));
+    let queue = JobQueue::builder(model)
+        .config(QueueConfig::default().concurrency(1))
+        .observer(starts.clone())
+        .build()
+        .expect("valid");
+    let a = queue.submit("a".into()).await.expect("admitted");
+    let b = queue.submit("b".into()).await.expect("admitted");
+    tokio::time::sleep(15 * S).await;
+    let seen = starts.0.lock().expect("lock").clone();
+    assert_eq!(seen, [(a, Duration::ZERO), (b, 10 * S)]);
+    assert_eq!(
+        queue.get(b).await.expect("known").status,
+        Status::Processing
+    );
+}
+
 /// Before any prediction has finished, the `Retry-After` hint is the model's typical
 /// latency (the mock's 8–15 s: 11.5 s), not the 1 s minimum; after, the measured
 /// average per running prediction.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 
-use mockpredict_core::backend::Finished;
+use mockpredict_core::backend::{Finished, Started};
 use mockpredict_core::{Observer, Stats, Status};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -377,6 +377,15 @@ pub(crate) fn to_prometheus_text(openmetrics: &str) -> String {
 struct MetricsObserver(Metrics);
 
 impl Observer for MetricsObserver {
+    /// The queue wait is observed when it ends, at the start, so that the histogram
+    /// keeps up with the queue (and not one model time later).
+    fn on_start(&self, started: &Started) {
+        self.0
+            .inner
+            .queue_wait
+            .observe(started.queue_time.as_secs_f64());
+    }
+
     fn on_finish(&self, finished: &Finished) {
         let i = &self.0.inner;
         match finished.status {
@@ -391,7 +400,11 @@ impl Observer for MetricsObserver {
                 })
                 .inc(),
         };
-        i.queue_wait.observe(finished.queue_time.as_secs_f64());
+        // One that started was observed then; one that never did (canceled or timed
+        // out while queued) waited until its end.
+        if finished.previous == Status::Queued {
+            i.queue_wait.observe(finished.queue_time.as_secs_f64());
+        }
         if let Some(t) = finished.predict_time {
             i.predict_time.observe(t.as_secs_f64());
         }

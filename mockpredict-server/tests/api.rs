@@ -759,6 +759,25 @@ async fn metrics_count_predictions_requests_and_timings() {
     assert!(open >= 1, "{text}");
 }
 
+/// The queue-wait histogram counts a prediction when it starts, not one model time
+/// later when it ends, so that an autoscaler reading it sees the queue as it is.
+#[tokio::test]
+async fn queue_wait_is_observed_when_a_prediction_starts() {
+    let s = start_with(mock("30s"), QueueConfig::default(), ServerConfig::default()).await;
+    submit_id(&s.url(PREDICT), "x").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = get(&s.url("/metrics")).await.text();
+        if m.contains("mockpredict_queue_wait_seconds_count 1\n") {
+            assert!(m.contains("mockpredict_in_flight 1\n"), "{m}");
+            assert!(m.contains("mockpredict_predict_seconds_count 0\n"), "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not observed at the start:\n{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Prometheus asks for OpenMetrics and gets it; a client that names no format gets
 /// the classic text format (0.0.4), in which each counter's `# TYPE` names its
 /// `_total` series, so that a 0.0.4 parser types every sample.

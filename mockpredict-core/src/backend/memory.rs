@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::ids::{IdIndex, Keyed};
-use super::{Backend, Finished};
+use super::{Backend, Finished, Started};
 use crate::sync::lock;
 use crate::{
     HoldsInput, HoldsOutput, InputRef, Outcome, OutputRef, Prediction, PredictionError,
@@ -323,18 +323,22 @@ where
         ))
     }
 
-    async fn start(&self, job: &Self::Job, at: MemoryStamp) -> Result<bool> {
-        {
+    async fn start(&self, job: &Self::Job, at: MemoryStamp) -> Result<Option<Started>> {
+        let started = {
             let mut st = job.0.state();
             if !matches!(st.phase, Phase::Queued) {
-                return Ok(false);
+                return Ok(None);
             }
             st.phase = Phase::Processing;
             // Never before its admission, whatever stamp the worker reused.
             st.started = at.max(job.0.created);
-        }
+            st.started
+        };
         job.0.wake();
-        Ok(true)
+        Ok(Some(Started {
+            id: job.0.id,
+            queue_time: started.since(job.0.created),
+        }))
     }
 
     async fn finish<F>(
@@ -489,7 +493,8 @@ mod tests {
             .insert(PredictionId::new_v4(), 1, created)
             .await
             .expect("stored");
-        assert!(backend.start(&job, early).await.expect("started"));
+        let started = backend.start(&job, early).await.expect("started");
+        assert_eq!(started.map(|s| s.queue_time), Some(Duration::ZERO));
         let done = backend
             .finish(&job, Outcome::Succeeded(3), early, |_| {})
             .await

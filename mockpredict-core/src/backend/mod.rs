@@ -19,6 +19,16 @@ pub use memory::{MemoryBackend, MemoryJob, MemoryStamp};
 
 use crate::{InputRef, Outcome, Prediction, PredictionId, Result, Status};
 
+/// What a start (`queued → processing`) reports back to the queue, for its
+/// observers: how long the prediction waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    /// Which prediction started.
+    pub id: PredictionId,
+    /// Admission to start.
+    pub queue_time: std::time::Duration,
+}
+
 /// What a successful terminal transition reports back to the queue, for its counters
 /// and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,13 +110,18 @@ pub trait Backend: Send + Sync + 'static {
     fn input(&self, job: &Self::Job) -> impl Future<Output = Result<InputRef<Self::Input>>> + Send;
 
     /// Moves `queued → processing`, started `at` (recorded no earlier than its
-    /// admission). Returns `false` (and changes nothing) when the prediction is no
-    /// longer queued, e.g. it was canceled meanwhile.
+    /// admission), and returns how long it waited. Returns `None` (and changes
+    /// nothing) when the prediction is no longer queued, e.g. it was canceled
+    /// meanwhile.
     ///
     /// # Errors
     ///
     /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
-    fn start(&self, job: &Self::Job, at: Self::Stamp) -> impl Future<Output = Result<bool>> + Send;
+    fn start(
+        &self,
+        job: &Self::Job,
+        at: Self::Stamp,
+    ) -> impl Future<Output = Result<Option<Started>>> + Send;
 
     /// Moves a `queued` or `processing` prediction to the outcome's terminal status,
     /// reached `at` (recorded no earlier than its start), and starts its retention.
