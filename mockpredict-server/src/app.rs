@@ -224,13 +224,14 @@ where
             uri: req.uri().clone(),
             started: Instant::now(),
             answered: false,
+            waiting_on: std::sync::OnceLock::new(),
         };
         let cors = self.cors_request(&req);
         let Dispatched {
             mut resp,
             route,
             prediction_id,
-        } = self.dispatch(req).await;
+        } = self.dispatch(req, &pending.waiting_on).await;
         pending.answered = true;
         let (method, started) = (&pending.method, pending.started);
         if method == Method::HEAD {
@@ -282,7 +283,13 @@ where
     }
 
     /// The answer, the route that gave it, and the prediction concerned.
-    async fn dispatch<Bd>(&self, req: Request<Bd>) -> Dispatched
+    /// Answers `req`; a sync submission sets `waiting_on` to its prediction's ID before
+    /// it waits, for the record of a client that hangs up meanwhile.
+    async fn dispatch<Bd>(
+        &self,
+        req: Request<Bd>,
+        waiting_on: &std::sync::OnceLock<PredictionId>,
+    ) -> Dispatched
     where
         Bd: hyper::body::Body<Data = Bytes> + Send,
         Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -332,7 +339,7 @@ where
             (Route::Metrics, _) => (Ok(self.metrics_response(req.headers())), None),
             (Route::OpenApi, _) => (Ok(openapi_response()), None),
             // The only arm that consumes the request; the path borrows end before it.
-            (Route::Predict, _) => match self.predict(req).await {
+            (Route::Predict, _) => match self.predict(req, waiting_on).await {
                 Ok((resp, id)) => (Ok(resp), Some(id)),
                 Err(e) => (Err(e), None),
             },
@@ -462,6 +469,7 @@ where
     async fn predict<Bd>(
         &self,
         req: Request<Bd>,
+        waiting_on: &std::sync::OnceLock<PredictionId>,
     ) -> Result<(Response<Body>, PredictionId), ApiError>
     where
         Bd: hyper::body::Body<Data = Bytes> + Send,
@@ -499,6 +507,7 @@ where
         let mut resp = match mode {
             Mode::Async => accepted(id, Status::Queued, wire::ASYNC_MESSAGE)?,
             Mode::Sync(wait) => {
+                let _ = waiting_on.set(id);
                 // If the client hangs up, this future is dropped and the prediction
                 // runs on: it is admitted work, retrievable by ID like any other.
                 let p = self.inner.queue.wait(id, Some(wait)).await?;
@@ -597,6 +606,8 @@ where
     uri: http::Uri,
     started: Instant,
     answered: bool,
+    /// The prediction a sync submission is waiting on.
+    waiting_on: std::sync::OnceLock<PredictionId>,
 }
 
 impl<M, B> Drop for Unanswered<'_, M, B>
@@ -615,6 +626,7 @@ where
             Resolved::WrongMethod(route, _) => (Some(route), None),
             Resolved::NotFound => (None, None),
         };
+        let id = id.or_else(|| self.waiting_on.get().copied());
         let status = StatusCode::from_u16(CLIENT_CLOSED).expect("a valid status code");
         self.app
             .record(&self.method, route, status, self.started.elapsed(), id);

@@ -1079,6 +1079,11 @@ async fn a_request_whose_client_hangs_up_is_recorded_as_499() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         drop(tcp);
     }
+    let sync_id = |got: &[Record]| {
+        got.iter()
+            .find(|r| r.0 == "POST" && r.2 == 499)
+            .and_then(|r| r.3.clone())
+    };
     let wanted = [
         ("POST".to_owned(), PREDICT, 499, None),
         (
@@ -1090,8 +1095,19 @@ async fn a_request_whose_client_hangs_up_is_recorded_as_499() {
     ];
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let got = records.0.lock().expect("lock").clone();
+        let mut got = records.0.lock().expect("lock").clone();
+        // The sync submission's record names the prediction it was waiting on.
+        let waited_on = sync_id(&got);
+        for r in &mut got {
+            if r.0 == "POST" && r.2 == 499 {
+                r.3 = None;
+            }
+        }
         if wanted.iter().all(|w| got.contains(w)) {
+            assert!(
+                waited_on.as_ref().is_some_and(|w| *w != id),
+                "the sync 499 names its own prediction: {waited_on:?}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "no 499 records: {got:?}");
