@@ -120,11 +120,13 @@ impl QueueConfig {
     }
 }
 
-/// Told of every prediction that reaches a terminal status (for metrics).
+/// Told of every prediction that starts and of every one that reaches a terminal
+/// status (for metrics).
 ///
-/// Called on the worker that finished the prediction (or the task that canceled
-/// it), before its waiters are woken; keep it short. A panic in it is caught and
-/// logged: the prediction, its waiters and the worker are unaffected.
+/// `on_finish` is called on the worker that finished the prediction (or the task
+/// that canceled it), before its waiters are woken; `on_start` on its worker once
+/// `processing` is visible, before the model runs. Keep both short. A panic in either
+/// is caught and logged: the prediction, its waiters and the worker are unaffected.
 pub trait Observer: Send + Sync + 'static {
     /// A prediction started running, after `started.queue_time` in the queue. Called
     /// on its worker before the model is; default: nothing.
@@ -836,7 +838,8 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
             nanos => Duration::from_nanos(nanos),
         };
         let running = self.runs.processing.load(Ordering::Relaxed).max(1) as u32;
-        (ewma / running).max(Duration::from_secs(1))
+        // Between 1 s and an hour, whatever a model says of itself.
+        (ewma / running).clamp(Duration::from_secs(1), Duration::from_secs(3600))
     }
 
     /// The clock read now, as the backend records it.

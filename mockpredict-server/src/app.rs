@@ -212,12 +212,15 @@ where
     B: Backend<Input = M::Input, Output = M::Output>,
 {
     /// Answers one request. Never fails: every error is a JSON error response.
-    pub async fn handle<Bd>(&self, req: Request<Bd>) -> Response<Body>
+    ///
+    /// The request counts from this call, not from the future's first poll: a future
+    /// dropped unpolled (its client hung up at once) is still recorded, as 499.
+    pub fn handle<Bd>(&self, req: Request<Bd>) -> impl Future<Output = Response<Body>> + Send + '_
     where
-        Bd: hyper::body::Body<Data = Bytes> + Send,
+        Bd: hyper::body::Body<Data = Bytes> + Send + 'static,
         Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let mut pending = Unanswered {
+        let pending = Unanswered {
             app: self,
             method: req.method().clone(),
             // Shares the request's bytes: no copy.
@@ -226,6 +229,18 @@ where
             answered: false,
             waiting_on: std::sync::OnceLock::new(),
         };
+        self.answer(req, pending)
+    }
+
+    async fn answer<Bd>(
+        &self,
+        req: Request<Bd>,
+        mut pending: Unanswered<'_, M, B>,
+    ) -> Response<Body>
+    where
+        Bd: hyper::body::Body<Data = Bytes> + Send,
+        Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let cors = self.cors_request(&req);
         let Dispatched {
             mut resp,
@@ -346,8 +361,14 @@ where
             (Route::Prediction, Some(id)) => (self.poll(id, req.uri().query()).await, Some(id)),
             (Route::Cancel, Some(id)) => (self.cancel(id).await, Some(id)),
             (Route::Events, Some(id)) => {
-                let resumed = req.headers().contains_key("last-event-id");
-                (self.events(id, resumed).await, Some(id))
+                // Each event's ID is its status: a terminal one means the client has
+                // had the last event.
+                let had_the_end = req
+                    .headers()
+                    .get("last-event-id")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| matches!(v.trim(), "succeeded" | "failed" | "canceled"));
+                (self.events(id, had_the_end).await, Some(id))
             }
             // The route table gives these routes an `{id}`; a test checks it.
             (Route::Prediction | Route::Cancel | Route::Events, None) => {
@@ -443,11 +464,7 @@ where
     /// names no format (curl, an older parser) expects.
     fn metrics_response(&self, headers: &http::HeaderMap) -> Response<Body> {
         let text = self.inner.metrics.render(&self.inner.queue.stats());
-        let openmetrics = headers
-            .get_all(http::header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("application/openmetrics-text"));
+        let openmetrics = prefers_openmetrics(headers);
         let (text, content_type) = if openmetrics {
             (
                 text,
@@ -460,8 +477,9 @@ where
             )
         };
         let mut resp = Response::new(full(text));
-        resp.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        h.insert(http::header::VARY, HeaderValue::from_static("accept"));
         resp
     }
 
@@ -560,12 +578,18 @@ where
         prediction_response(StatusCode::OK, &p)
     }
 
-    /// The prediction's event stream. A reconnect (`resumed`: it sends `Last-Event-ID`,
-    /// as a browser's `EventSource` does by itself after the stream ends) to a
-    /// prediction that has finished gets 204, which tells `EventSource` to stop:
-    /// otherwise it would reconnect, and be sent the last event again, forever.
-    async fn events(&self, id: PredictionId, resumed: bool) -> Result<Response<Body>, ApiError> {
-        if resumed && self.inner.queue.get(id).await?.is_finished() {
+    /// The prediction's event stream. A reconnect from a client that has had the
+    /// terminal event (`had_the_end`: its `Last-Event-ID`, which a browser's
+    /// `EventSource` sends by itself when it reconnects after the stream ends, is a
+    /// terminal status) gets 204, which tells `EventSource` to stop: otherwise it would
+    /// reconnect, and be sent the last event again, forever. Any other reconnect (one
+    /// cut off mid-way) gets the stream, from the status now.
+    async fn events(
+        &self,
+        id: PredictionId,
+        had_the_end: bool,
+    ) -> Result<Response<Body>, ApiError> {
+        if had_the_end && self.inner.queue.get(id).await?.is_finished() {
             let mut resp = Response::new(full(Vec::new()));
             *resp.status_mut() = StatusCode::NO_CONTENT;
             return Ok(resp);
@@ -584,6 +608,32 @@ where
         h.insert("x-accel-buffering", HeaderValue::from_static("no"));
         Ok(resp)
     }
+}
+
+/// Whether `Accept` rates OpenMetrics above zero and no lower than the classic text
+/// format (`text/plain`, `text/*` or `*/*`, whichever rates highest): media types
+/// compared without regard to case, `q` 1 when absent.
+fn prefers_openmetrics(headers: &http::HeaderMap) -> bool {
+    let (mut openmetrics, mut text) = (0.0_f32, 0.0_f32);
+    let ranges = headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    for range in ranges {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= text
 }
 
 /// nginx's "client closed request": what the metrics and the access log say of a
@@ -618,7 +668,9 @@ where
     B: Backend<Input = M::Input, Output = M::Output>,
 {
     fn drop(&mut self) {
-        if self.answered {
+        // A panic unwinding through the handler is no hang-up (the connection task
+        // reports it).
+        if self.answered || std::thread::panicking() {
             return;
         }
         let (route, id) = match routes::resolve(&self.method, self.uri.path()) {
@@ -1427,6 +1479,29 @@ mod tests {
             sync_body(&failed).expect("serializes"),
             sync_body_via_value(&failed).expect("serializes"),
         );
+    }
+
+    #[test]
+    fn openmetrics_is_chosen_by_its_rating_in_accept() {
+        let accept = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                http::header::ACCEPT,
+                HeaderValue::from_str(v).expect("a value"),
+            );
+            prefers_openmetrics(&h)
+        };
+        // Prometheus's own.
+        assert!(accept(
+            "application/openmetrics-text;version=1.0.0;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        ));
+        assert!(accept("Application/OpenMetrics-Text"));
+        assert!(!accept("application/openmetrics-text;q=0, text/plain"));
+        assert!(!accept(
+            "text/plain;q=1, application/openmetrics-text;q=0.1"
+        ));
+        assert!(!accept("*/*"));
+        assert!(!prefers_openmetrics(&http::HeaderMap::new()));
     }
 
     #[tokio::test]

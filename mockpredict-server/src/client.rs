@@ -745,11 +745,22 @@ impl<I: DeserializeOwned, O: DeserializeOwned> Events<I, O> {
     ///
     /// [`Error::Connect`] when the connection breaks, [`Error::Timeout`] after a
     /// silence longer than the client's timeout, [`Error::BadResponse`] for an
-    /// event whose data is not a prediction.
+    /// event whose data is not a prediction, [`Error::Status`] (500, with the
+    /// server's `error_type`) for the server's `server_error` event (it could not
+    /// write the prediction).
     pub async fn next(&mut self) -> Result<Option<PredictionBody<I, O>>> {
         loop {
             let ended = self.body.is_none();
             match self.parser.next_event(ended) {
+                Ok(Some(data)) if self.parser.last_was_error => {
+                    // The server could not write the prediction (its output, say).
+                    self.body = None;
+                    return Err(status_error(
+                        &self.url,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        data.as_bytes(),
+                    ));
+                }
                 Ok(Some(data)) => {
                     let p: PredictionBody<I, O> = decode(&self.url, data.as_bytes())?;
                     if p.is_finished() {
@@ -805,6 +816,10 @@ impl<I: DeserializeOwned, O: DeserializeOwned> Events<I, O> {
 struct SseParser {
     buf: Vec<u8>,
     data: Option<String>,
+    /// Whether the event being read is the server's `server_error`.
+    server_error: bool,
+    /// Whether the last event returned was a `server_error`.
+    last_was_error: bool,
 }
 
 impl SseParser {
@@ -820,7 +835,9 @@ impl SseParser {
     fn next_event(&mut self, ended: bool) -> Result<Option<String>, String> {
         while let Some(line) = self.next_line(ended) {
             if line.is_empty() {
+                let server_error = std::mem::take(&mut self.server_error);
                 if let Some(data) = self.data.take() {
+                    self.last_was_error = server_error;
                     return Ok(Some(data));
                 }
                 continue;
@@ -830,9 +847,11 @@ impl SseParser {
             }
             let (field, value) = line.split_once(':').unwrap_or((&line, ""));
             let value = value.strip_prefix(' ').unwrap_or(value);
-            // `event` repeats the status that the data carries; `id` and `retry`
-            // matter only to reconnecting browsers.
-            if field == "data" {
+            // `event` repeats the status that the data carries, but for the server's
+            // `server_error`; `id` and `retry` matter only to reconnecting browsers.
+            if field == "event" {
+                self.server_error = value == "server_error";
+            } else if field == "data" {
                 let data = self.data.get_or_insert_with(String::new);
                 if !data.is_empty() {
                     data.push('\n');
@@ -1100,6 +1119,19 @@ mod tests {
             Retries::new(Duration::ZERO).failed(&status(503), None),
             None
         );
+    }
+
+    /// A 429's Retry-After is waited out, within the window.
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_is_waited_out_within_the_window() {
+        let full = |after: u64| Error::QueueFull {
+            url: "u".into(),
+            retry_after: Some(Duration::from_secs(after)),
+            message: "m".into(),
+        };
+        let mut r = Retries::new(Duration::from_secs(5));
+        assert_eq!(r.failed(&full(3), None), Some(Duration::from_secs(3)));
+        assert_eq!(r.failed(&full(60), None), Some(Duration::from_secs(5)));
     }
 
     #[test]

@@ -424,6 +424,36 @@ impl Drop for StreamGuard {
 mod tests {
     use super::*;
 
+    /// The 0.0.4 rewrite knows counters, gauges and histograms, with plain HELP texts
+    /// and no exemplars: the registry must hold nothing else (an `info` or
+    /// `stateset` family, a `"` or `\\` in a HELP text would need more).
+    #[test]
+    fn the_registry_holds_only_what_the_text_rewrite_knows() {
+        let m = Metrics::new();
+        m.record_request(
+            &Method::GET,
+            Some(Route::Healthz),
+            StatusCode::OK,
+            Duration::ZERO,
+        );
+        let om = m.encode();
+        for line in om.lines() {
+            if let Some(t) = line.strip_prefix("# TYPE ") {
+                let kind = t.rsplit(' ').next().expect("a type");
+                assert!(matches!(kind, "counter" | "gauge" | "histogram"), "{line}");
+            }
+            if line.starts_with("# HELP ") {
+                assert!(!line.contains('"') && !line.contains('\\'), "{line}");
+            }
+            assert!(!line.contains(" # {"), "an exemplar: {line}");
+        }
+        let text = to_prometheus_text(&om);
+        assert!(text.contains("# TYPE mockpredict_http_requests_total counter\n"));
+        assert!(text.contains("# HELP mockpredict_http_requests_total "));
+        assert!(text.contains("# TYPE mockpredict_queue_depth gauge\n"));
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+    }
+
     #[test]
     fn requests_are_counted_by_method_route_and_code_including_unlisted_codes() {
         let m = Metrics::new();

@@ -130,10 +130,15 @@ pub fn document() -> Value {
             }},
             "/predictions/predict/{prediction_id}/events": {"get": {
                 "operationId": "predictionEvents",
-                "summary": "Server-Sent Events: one `event: <status>` per status change, `data` the prediction; ends after the terminal event.",
-                "parameters": [id_param()],
+                "summary": "Server-Sent Events: one `id: <status>` / `event: <status>` per status change, `data` the prediction; ends after the terminal event. A prediction the server cannot write ends the stream with `event: server_error`, `data` an Error.",
+                "parameters": [id_param(), {
+                    "name": "Last-Event-ID", "in": "header", "required": false,
+                    "description": "The last event ID a reconnecting client had (EventSource sends it by itself). A terminal status (succeeded, failed, canceled) gets 204: the client has had the end.",
+                    "schema": {"type": "string"}
+                }],
                 "responses": {
                     "200": {"description": "An event stream.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    "204": {"description": "The client has had the terminal event (its Last-Event-ID): nothing more to stream."},
                     "401": unauthorized, "404": not_found
                 }
             }}

@@ -68,7 +68,12 @@ where
     // a connection whose first request has not begun within `header_read_timeout`
     // (stalled mid-headers: its request only counts once its head is read), and one
     // idle for `keep_alive_timeout` after a request, on HTTP/1.1 and HTTP/2 alike.
-    builder.http1().header_read_timeout(None).keep_alive(true);
+    // A keep-alive timeout of zero means no keep-alive: hyper then answers with
+    // `connection: close` and closes after the response, so no client reuses it.
+    builder
+        .http1()
+        .header_read_timeout(None)
+        .keep_alive(!config.keep_alive_timeout.is_zero());
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -404,8 +409,8 @@ struct ActivityState {
     served: bool,
 }
 
-/// With requests in flight, how often the idle watcher looks in at the least (a zero
-/// limit must not make it spin while a long request runs).
+/// With requests in flight, the shortest pause between the idle watcher's looks (a
+/// zero limit must not make it spin while a long request runs).
 const LOOK_IN_AT_LEAST: Duration = Duration::from_millis(100);
 
 impl Activity {

@@ -47,7 +47,6 @@ where
         // Counted down when this task ends, however it ends.
         let _open = open;
         let mut ticker = tokio::time::interval_at(deadline_in(keep_alive), keep_alive);
-        let mut seq: u64 = 0;
         loop {
             let frame = tokio::select! {
                 () = tx.closed() => return,
@@ -64,13 +63,14 @@ where
                                 "error": format!("could not serialize the prediction: {e}"),
                                 "error_type": "internal_error",
                             });
-                            let frame = format!("id: {seq}\nevent: error\ndata: {error}\n\n");
+                            let frame = format!("event: server_error\ndata: {error}\n\n");
                             let _ = tx.send(Bytes::from(frame)).await;
                             return;
                         }
                     };
-                    let frame = format!("id: {seq}\nevent: {}\ndata: {data}\n\n", p.status);
-                    seq += 1;
+                    // The ID is the status: statuses only move forward, so a client's
+                    // `Last-Event-ID` says how far it got (see `App::events`).
+                    let frame = format!("id: {0}\nevent: {0}\ndata: {data}\n\n", p.status);
                     if tx.send(Bytes::from(frame)).await.is_err() || p.is_finished() {
                         return;
                     }

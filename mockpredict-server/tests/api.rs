@@ -1152,16 +1152,40 @@ impl Model for Refuser {
 }
 
 /// A result that cannot be serialized is a 500 `internal_error` where it would be
-/// shown, and its event stream says so in an `error` event rather than end silently.
+/// shown, and its event stream says so in a `server_error` event rather than end
+/// silently.
 #[tokio::test]
 async fn an_output_that_cannot_be_serialized_is_an_error_where_it_would_show() {
     let s = start_with(Refuser, QueueConfig::default(), ServerConfig::default()).await;
     let id = submit_id(&s.url(PREDICT), "x").await;
     let stream = get(&s.url(&format!("{PREDICT}/{id}/events"))).await.text();
-    assert!(stream.contains("event: error\n"), "{stream}");
+    assert!(stream.contains("event: server_error\n"), "{stream}");
     assert!(
         stream.contains(r#""error_type":"internal_error""#),
         "{stream}"
+    );
+    // The typed client reports it as the server's 500.
+    let client =
+        mockpredict_server::client::Client::<String, serde_json::Value>::for_model(&s.url(""))
+            .expect("client");
+    let mut events = client
+        .events(id.parse().expect("an ID"))
+        .await
+        .expect("opened");
+    let err = loop {
+        match events.next().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended without the error"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(
+            &err,
+            mockpredict_server::client::Error::Status { status: 500, error_type: Some(t), .. }
+                if t == "internal_error"
+        ),
+        "{err:?}"
     );
     let poll = get(&s.url(&format!("{PREDICT}/{id}"))).await;
     assert_eq!(poll.status, StatusCode::INTERNAL_SERVER_ERROR);

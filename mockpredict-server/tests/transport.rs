@@ -255,31 +255,56 @@ async fn events_stream_each_status_change_and_end_after_the_result() {
     assert!(last["output"]["result"].is_string());
 }
 
-/// A browser's `EventSource` reconnects by itself when a stream ends, sending
-/// `Last-Event-ID`: for a finished prediction it gets 204, which stops it, instead of
-/// the last event again (and again). A reconnect to one still running gets the stream.
+/// Each event's ID is its status. A browser's `EventSource` reconnects by itself when
+/// a stream ends, sending the last ID it had: one that had the terminal event gets
+/// 204, which stops it, instead of the last event again (and again); one cut off
+/// mid-way gets the stream, and so the result.
 #[tokio::test]
-async fn a_reconnect_to_a_finished_prediction_is_told_to_stop() {
-    let s = start_with(
-        mock("300ms"),
-        QueueConfig::default(),
-        ServerConfig::default(),
-    )
-    .await;
+async fn a_reconnect_after_the_last_event_is_told_to_stop() {
+    let s = start_with(mock("1s"), QueueConfig::default(), ServerConfig::default()).await;
     let id = submit_id(&s.url(PREDICT), "x").await;
     let events_url = s.url(&format!("{PREDICT}/{id}/events"));
-    let resumed = send(Method::GET, &events_url, &[("last-event-id", "0")], None).await;
-    assert_eq!(resumed.status, StatusCode::OK, "still running: streamed");
-    let names: Vec<String> = events(&resumed.text())
-        .into_iter()
-        .map(|(e, _)| e)
-        .collect();
-    assert_eq!(names.last().map(String::as_str), Some("succeeded"));
-    let again = send(Method::GET, &events_url, &[("last-event-id", "1")], None).await;
+    // Cut off while processing, it reconnects: streamed to the end.
+    let resumed = send(
+        Method::GET,
+        &events_url,
+        &[("last-event-id", "processing")],
+        None,
+    )
+    .await;
+    assert_eq!(resumed.status, StatusCode::OK);
+    let text = resumed.text();
+    assert!(text.contains("id: succeeded\nevent: succeeded\n"), "{text}");
+    // Finished now: a client cut off before the end still gets the result...
+    let late = send(
+        Method::GET,
+        &events_url,
+        &[("last-event-id", "processing")],
+        None,
+    )
+    .await;
+    assert_eq!(late.status, StatusCode::OK);
+    assert!(late.text().contains("event: succeeded\n"));
+    // ...and one that had the end is told to stop.
+    let again = send(
+        Method::GET,
+        &events_url,
+        &[("last-event-id", "succeeded")],
+        None,
+    )
+    .await;
     assert_eq!(again.status, StatusCode::NO_CONTENT);
     assert!(again.body.is_empty());
-    // A first connection (no Last-Event-ID) still gets the final event.
-    assert_stream_ends_succeeded(&s, &id).await;
+    // An unknown prediction is still unknown.
+    let unknown = s.url(&format!("{PREDICT}/{}/events", uuid::Uuid::new_v4()));
+    let r = send(
+        Method::GET,
+        &unknown,
+        &[("last-event-id", "succeeded")],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -588,12 +613,26 @@ async fn an_idle_keep_alive_connection_lives_until_the_keep_alive_timeout() {
     );
 }
 
-/// A keep-alive timeout of zero closes a connection after each answer.
+/// A keep-alive timeout of zero closes a connection after each answer, and says so
+/// (`connection: close`), so that no client sends another request on it; a request
+/// that takes a while is answered all the same.
 #[tokio::test]
 async fn a_zero_keep_alive_timeout_closes_after_each_answer() {
-    let (_s, mut tcp) = connect_with_limits(Duration::from_secs(60), Duration::ZERO).await;
-    healthz_over(&mut tcp).await;
-    read_until_closed(&mut tcp, Instant::now()).await;
+    let config = ServerConfig::default().keep_alive_timeout(Duration::ZERO);
+    let s = start_with(mock("700ms"), QueueConfig::default(), config).await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let body = r#"{"input":"x"}"#;
+    let request = format!(
+        "POST {PREDICT}?async_mode=false HTTP/1.1\r\nhost: x\r\ncontent-type: \
+         application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let answer = read_until_closed(&mut tcp, Instant::now()).await;
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    assert!(answer.contains(r#""status":"succeeded""#), "{answer}");
 }
 
 /// An HTTP/2 client that has made a request and pings its idle connection every
