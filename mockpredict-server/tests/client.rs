@@ -384,6 +384,22 @@ async fn predict_sync_without_a_wait_asks_for_the_default_one() {
     assert!(head.contains("prefer: wait=60\r\n"), "{head}");
 }
 
+/// A server of the mock at `latency`, and a prediction submitted to it.
+async fn server_with_a_prediction(latency: &str) -> (common::TestServer, PredictionId) {
+    let s = start_with(
+        mock(latency),
+        QueueConfig::default(),
+        ServerConfig::default(),
+    )
+    .await;
+    let id = Client::new(&s.url(""))
+        .expect("client")
+        .predict_async(&"x".to_owned())
+        .await
+        .expect("submit");
+    (s, id)
+}
+
 /// What the scripted gateway does with one request.
 #[derive(Debug, Clone, Copy)]
 enum Step {
@@ -463,17 +479,7 @@ async fn gateway(
 /// 503, 504 and connections dropped without an answer, between answers.
 #[tokio::test]
 async fn wait_retries_transient_failures_between_answers() {
-    let s = start_with(
-        mock("600ms"),
-        QueueConfig::default(),
-        ServerConfig::default(),
-    )
-    .await;
-    let id = Client::new(&s.url(""))
-        .expect("client")
-        .predict_async(&"x".to_owned())
-        .await
-        .expect("submit");
+    let (s, id) = server_with_a_prediction("600ms").await;
     use Step::{Answer, Drop, Forward};
     let script = vec![Forward, Answer(503), Drop, Answer(502), Answer(504), Drop];
     let (url, received) = gateway(s.url(""), script).await;
@@ -493,12 +499,7 @@ async fn wait_retries_transient_failures_between_answers() {
 /// Failures go on past the retry window: the last one is the answer.
 #[tokio::test]
 async fn wait_gives_up_when_failures_outlast_the_retry_window() {
-    let s = start_with(mock("60s"), QueueConfig::default(), ServerConfig::default()).await;
-    let id = Client::new(&s.url(""))
-        .expect("client")
-        .predict_async(&"x".to_owned())
-        .await
-        .expect("submit");
+    let (s, id) = server_with_a_prediction("60s").await;
     let script = [vec![Step::Forward], vec![Step::Answer(503); 100]].concat();
     let (url, received) = gateway(s.url(""), script).await;
     let c = Client::new(&url)
@@ -546,17 +547,7 @@ async fn wait_fails_at_once_on_a_wrong_address_or_a_forgotten_id() {
 /// connection at the start of a `wait` for a server going away, and retries it.
 #[tokio::test]
 async fn a_wait_by_a_client_that_was_answered_before_retries_at_once() {
-    let s = start_with(
-        mock("300ms"),
-        QueueConfig::default(),
-        ServerConfig::default(),
-    )
-    .await;
-    let id = Client::new(&s.url(""))
-        .expect("client")
-        .predict_async(&"x".to_owned())
-        .await
-        .expect("submit");
+    let (s, id) = server_with_a_prediction("300ms").await;
     let (url, received) = gateway(s.url(""), vec![Step::Forward, Step::Drop]).await;
     let c = Client::new(&url).expect("client");
     c.get(id).await.expect("answered");
