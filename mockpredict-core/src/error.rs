@@ -59,6 +59,41 @@ impl ModelError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// A model error from any error, its message the error and its causes joined by
+    /// `": "` (as `anyhow` shows them with `{:#}`): for `map_err(ModelError::from_error)`
+    /// on an error type without a `From` here.
+    pub fn from_error(err: &(dyn std::error::Error + 'static)) -> Self {
+        let chain: Vec<String> = std::iter::successors(Some(err), |e| e.source())
+            .map(ToString::to_string)
+            .collect();
+        Self::new(chain.join(": "))
+    }
+}
+
+/// `?` on these inside `predict` fails the prediction with their message.
+macro_rules! model_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ModelError {
+            fn from(err: $t) -> Self {
+                Self::from_error(&err)
+            }
+        }
+    )*};
+}
+
+model_error_from!(std::io::Error, serde_json::Error, std::fmt::Error);
+
+impl From<String> for ModelError {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<&str> for ModelError {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
 }
 
 /// What class of fault ended a prediction `failed`.
@@ -133,5 +168,33 @@ impl PredictionError {
                 humantime::format_duration(deadline)
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `?` on common errors inside `predict` gives a model error with the message and
+    /// its causes.
+    #[test]
+    fn common_errors_become_model_errors_with_their_causes() {
+        fn parse(text: &str) -> Result<u32, ModelError> {
+            let n: serde_json::Value = serde_json::from_str(text)?;
+            n.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| "not a small number".into())
+        }
+        assert_eq!(parse("7"), Ok(7));
+        let err = parse("{").expect_err("not JSON");
+        assert!(err.message().contains("EOF while parsing"), "{err}");
+        assert_eq!(parse("-1"), Err(ModelError::new("not a small number")));
+        let io = std::io::Error::other(ModelError::new("the cause"));
+        assert_eq!(ModelError::from(io).message(), "the cause");
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let chained = Outer(std::io::Error::other("inner"));
+        assert_eq!(ModelError::from_error(&chained).message(), "outer: inner");
     }
 }
