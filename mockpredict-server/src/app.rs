@@ -215,9 +215,12 @@ where
     ///
     /// The request counts from this call, not from the future's first poll: a future
     /// dropped unpolled (its client hung up at once) is still recorded, as 499.
-    pub fn handle<Bd>(&self, req: Request<Bd>) -> impl Future<Output = Response<Body>> + Send + '_
+    pub fn handle<'a, Bd>(
+        &'a self,
+        req: Request<Bd>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'a
     where
-        Bd: hyper::body::Body<Data = Bytes> + Send + 'static,
+        Bd: hyper::body::Body<Data = Bytes> + Send + 'a,
         Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let pending = Unanswered {
