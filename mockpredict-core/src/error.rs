@@ -19,7 +19,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The queue holds `capacity` predictions (queued + processing) already.
-    #[error("queue is full ({capacity} predictions queued or processing); retry after {}s", retry_after.as_secs())]
+    #[error(
+        "queue is full ({capacity} {} queued or processing); retry after {}s",
+        if *capacity == 1 { "prediction" } else { "predictions" },
+        retry_after.as_secs().saturating_add(u64::from(retry_after.subsec_nanos() > 0))
+    )]
     QueueFull {
         /// The configured capacity that was reached.
         capacity: usize,
@@ -174,6 +178,25 @@ impl PredictionError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The queue-full message counts in words and rounds its wait up, as the
+    /// server's `Retry-After` does.
+    #[test]
+    fn a_full_queue_says_how_full_and_for_how_long() {
+        let full = |capacity, ms| Error::QueueFull {
+            capacity,
+            retry_after: Duration::from_millis(ms),
+        };
+        assert_eq!(
+            full(1, 11_500).to_string(),
+            "queue is full (1 prediction queued or processing); retry after 12s"
+        );
+        assert_eq!(
+            full(10, 2_000).to_string(),
+            "queue is full (10 predictions queued or processing); retry after 2s"
+        );
+        assert!(full(1, u64::MAX).to_string().ends_with("s"));
+    }
 
     /// `?` on common errors inside `predict` gives a model error with the message and
     /// its causes.

@@ -173,7 +173,12 @@ impl ApiError {
                 capacity,
                 retry_after,
             } => format!(
-                "queue is full ({capacity} predictions queued or processing); retry after {}s",
+                "queue is full ({capacity} {} queued or processing); retry after {}s",
+                if *capacity == 1 {
+                    "prediction"
+                } else {
+                    "predictions"
+                },
                 wire::retry_after_secs(*retry_after)
             ),
             ApiError::ShuttingDown => {
