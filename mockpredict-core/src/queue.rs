@@ -882,8 +882,14 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
 
     /// Tells the observers of a start.
     fn on_started(&self, start: &Started) {
+        self.tell_observers(|o| o.on_start(start));
+    }
+
+    /// Tells every observer, in the order added. One that panics must not keep the
+    /// waiters asleep, keep the others from being told, or take the worker down.
+    fn tell_observers(&self, tell: impl Fn(&dyn Observer)) {
         for observer in &self.observers {
-            let told = std::panic::catch_unwind(AssertUnwindSafe(|| observer.on_start(start)));
+            let told = std::panic::catch_unwind(AssertUnwindSafe(|| tell(observer.as_ref())));
             if let Err(panic) = told {
                 let err = PredictionError::panic(&*panic);
                 tracing::error!(error = %err, "an observer panicked");
@@ -903,15 +909,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
             };
             self.runs.model_time_ewma.store(new, Ordering::Relaxed);
         }
-        for observer in &self.observers {
-            // An observer that panics must not keep the waiters asleep, keep the
-            // others from being told, or take the worker down with it.
-            let told = std::panic::catch_unwind(AssertUnwindSafe(|| observer.on_finish(done)));
-            if let Err(panic) = told {
-                let err = PredictionError::panic(&*panic);
-                tracing::error!(error = %err, "an observer panicked");
-            }
-        }
+        self.tell_observers(|o| o.on_finish(done));
         self.backend.wake(job);
     }
 
