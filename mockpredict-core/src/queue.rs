@@ -317,6 +317,13 @@ struct RunCounters {
 /// stops, so a busy queue spawns no task per prediction. This replaces a `Notify`
 /// (whose waiter list costs ~600 instructions per idle-and-wake cycle on the submit
 /// path) with a stack of wakers.
+///
+/// At most one worker is *searching* at a time (woken or spawned, and not yet back at
+/// the queue): a push made while one is on its way wakes nobody, and the searching
+/// worker, on taking a prediction and seeing more behind it, hands the search on to
+/// the next (as tokio's scheduler does with its searching workers). A burst of pushes
+/// then costs one wake-up per worker it needs, not one per push: with a fast model,
+/// most pushes are taken by workers already running long before a woken one arrives.
 struct WorkQueue<J> {
     /// In admission order (so, with one deadline for all, in deadline order too).
     items: VecDeque<Pending<J>>,
@@ -327,6 +334,12 @@ struct WorkQueue<J> {
     /// Whether each worker (by number) is in `idle`: a worker polled again before
     /// its waker was taken (woken by something else) must not be listed twice.
     listed: Vec<bool>,
+    /// Whether each worker (by number) is searching: woken off `idle` or just
+    /// spawned, and not yet back at the queue.
+    woken: Vec<bool>,
+    /// Workers searching (`woken` set): 0 or 1, but for a worker hired by hand in
+    /// tests.
+    searching: usize,
     /// Numbers of workers that have exited, for reuse: numbers stay unique among
     /// live workers, and `listed` no longer than the most that ever lived at once.
     free: Vec<usize>,
@@ -342,33 +355,63 @@ impl<J> WorkQueue<J> {
             items: VecDeque::new(),
             idle: Vec::new(),
             listed: Vec::new(),
+            woken: Vec::new(),
+            searching: 0,
             free: Vec::new(),
             workers: 0,
             stopping: false,
         }
     }
 
-    /// The most recently idle worker's waker, taken off the list.
-    fn take_idle(&mut self) -> Option<Waker> {
-        let (n, waker) = self.idle.pop()?;
-        self.listed[n] = false;
-        Some(waker)
+    /// Sends a worker to the queue unless one is already on its way: the most
+    /// recently idle one, or a new one while fewer than `concurrency` exist (its
+    /// number, for the caller to spawn). `None` when one is searching already, or
+    /// none is idle and the cap is reached (the busy ones will come back).
+    fn call_worker(&mut self, concurrency: usize) -> Option<Call> {
+        if self.searching > 0 {
+            return None;
+        }
+        if let Some((n, waker)) = self.idle.pop() {
+            self.listed[n] = false;
+            self.search(n);
+            return Some(Call::Wake(waker));
+        }
+        (self.workers < concurrency).then(|| Call::Spawn(self.hire()))
     }
 
-    /// A number for a new worker, counted as alive.
+    /// Counts worker `number` as searching.
+    fn search(&mut self, number: usize) {
+        self.woken[number] = true;
+        self.searching += 1;
+    }
+
+    /// Worker `number` is at the queue: no longer searching. Returns whether it was.
+    fn arrived(&mut self, number: usize) -> bool {
+        let was = std::mem::take(&mut self.woken[number]);
+        if was {
+            self.searching -= 1;
+        }
+        was
+    }
+
+    /// A number for a new worker, counted as alive and searching.
     fn hire(&mut self) -> usize {
         self.workers += 1;
-        self.free.pop().unwrap_or_else(|| {
+        let number = self.free.pop().unwrap_or_else(|| {
             self.listed.push(false);
+            self.woken.push(false);
             self.listed.len() - 1
-        })
+        });
+        self.search(number);
+        number
     }
 
-    /// Worker `number` exits: not listed, not counted, its number free.
+    /// Worker `number` exits: not listed, not searching, not counted, its number free.
     fn retire(&mut self, number: usize) {
         if self.listed[number] {
             self.unlist(number);
         }
+        self.arrived(number);
         self.workers -= 1;
         self.free.push(number);
     }
@@ -390,6 +433,14 @@ impl<J> WorkQueue<J> {
             }
         }
     }
+}
+
+/// A worker sent to the queue ([`WorkQueue::call_worker`]).
+enum Call {
+    /// An idle worker's waker.
+    Wake(Waker),
+    /// The number of a worker to spawn.
+    Spawn(usize),
 }
 
 /// One admitted prediction waiting for a worker.
@@ -930,42 +981,61 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
 }
 
 impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
-    /// Queues a prediction and makes sure a worker will take it: wakes the most
-    /// recently idle worker, or spawns one while fewer than `concurrency` exist.
-    ///
-    /// One worker is woken per push while any is idle; a woken worker that has not
-    /// run yet is off the idle list, so the next push wakes another or spawns one. A
-    /// worker takes predictions until the queue is empty, so with none idle and the
-    /// cap reached, the busy ones will come to this one.
+    /// Queues a prediction and makes sure a worker will take it: unless a worker is
+    /// already searching, wakes the most recently idle one, or spawns one while
+    /// fewer than `concurrency` exist (see [`WorkQueue`]). A worker takes
+    /// predictions until the queue is empty, so with none idle and the cap reached,
+    /// the busy ones will come to this one.
     fn enqueue(self: &Arc<Self>, item: Pending<B::Job>) {
-        let (waiting, wake, spawn) = {
+        let (waiting, call) = {
             let mut q = lock(&self.pending);
             q.items.push_back(item);
-            let wake = q.take_idle();
-            let spawn = (wake.is_none() && q.workers < self.config.concurrency).then(|| q.hire());
-            (q.items.len(), wake, spawn)
+            let call = q.call_worker(self.config.concurrency);
+            (q.items.len(), call)
         };
         if waiting == 1 && self.config.deadline.is_some() {
             self.sweeper_wake.notify_one();
         }
-        if let Some(waker) = wake {
-            waker.wake();
-        } else if let Some(number) = spawn {
-            self.tasks.spawn(worker(Arc::clone(self), number));
+        self.answer(call);
+    }
+
+    /// Wakes or spawns the worker called.
+    fn answer(self: &Arc<Self>, call: Option<Call>) {
+        match call {
+            Some(Call::Wake(waker)) => waker.wake(),
+            Some(Call::Spawn(number)) => {
+                self.tasks.spawn(worker(Arc::clone(self), number));
+            }
+            None => {}
         }
     }
 
-    fn pop(&self) -> Option<Pending<B::Job>> {
-        lock(&self.pending).items.pop_front()
+    /// Worker `number` takes the next prediction, if any. A searching worker that
+    /// takes one and leaves more behind hands the search on.
+    fn pop(self: &Arc<Self>, number: usize) -> Option<Pending<B::Job>> {
+        let (item, call) = {
+            let mut q = lock(&self.pending);
+            let searching = q.arrived(number);
+            let item = q.items.pop_front();
+            let call = if searching && !q.items.is_empty() {
+                q.call_worker(self.config.concurrency)
+            } else {
+                None
+            };
+            (item, call)
+        };
+        self.answer(call);
+        item
     }
 
     /// The next prediction for worker `number`, or `None` when it should exit (its
     /// slot given back in the same critical section that found the queue empty, so
     /// a push can never count on a worker that is leaving). An idle worker sleeps on
     /// the idle list until a push takes its waker.
-    async fn next_job(&self, number: usize) -> Option<Pending<B::Job>> {
+    async fn next_job(self: &Arc<Self>, number: usize) -> Option<Pending<B::Job>> {
         std::future::poll_fn(|cx| {
             let mut q = lock(&self.pending);
+            let searching = q.arrived(number);
             if let Some(item) = q.items.pop_front() {
                 if q.listed[number] {
                     // Polled by something other than a push, and found work: off the
@@ -973,6 +1043,13 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
                     // another.
                     q.unlist(number);
                 }
+                let call = if searching && !q.items.is_empty() {
+                    q.call_worker(self.config.concurrency)
+                } else {
+                    None
+                };
+                drop(q);
+                self.answer(call);
                 return Poll::Ready(Some(item));
             }
             if q.stopping {
@@ -1073,7 +1150,7 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
     // Each pass runs one prediction to its terminal status (unless it already has
     // one), in this loop rather than in a future of its own.
     loop {
-        let item = match shared.pop() {
+        let item = match shared.pop(number) {
             Some(item) => item,
             None => match shared.next_job(number).await {
                 Some(item) => {
@@ -1348,6 +1425,39 @@ mod tests {
         assert!(second.as_mut().poll(&mut cx).is_ready());
         queue.submit("y".to_owned()).await.expect("admitted");
         assert_eq!(idle_numbers(&queue), Vec::<usize>::new());
+    }
+
+    /// A burst of pushes wakes one worker, not one per push: the pushes made while a
+    /// woken worker is on its way wake nobody, and that worker, on taking a
+    /// prediction with more behind it, wakes the next.
+    #[tokio::test]
+    async fn a_burst_wakes_one_worker_who_hands_the_search_on() {
+        let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
+        let mut cx = Context::from_waker(Waker::noop());
+        let (a, b) = hire_two(&queue);
+        let c = lock(&queue.shared.pending).hire();
+        let mut first = pin!(queue.shared.next_job(a));
+        let mut second = pin!(queue.shared.next_job(b));
+        let mut third = pin!(queue.shared.next_job(c));
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        assert!(third.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(lock(&queue.shared.pending).searching, 0);
+        for input in ["x", "y", "z"] {
+            queue.submit(input.to_owned()).await.expect("admitted");
+        }
+        // Only the most recently idle worker was woken.
+        assert_eq!(idle_numbers(&queue), [a, b]);
+        assert_eq!(lock(&queue.shared.pending).searching, 1);
+        // It takes one and, seeing two more, wakes the next.
+        assert!(third.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(idle_numbers(&queue), [a]);
+        assert!(second.as_mut().poll(&mut cx).is_ready());
+        // That one leaves the last prediction for the last worker, whom it woke.
+        assert_eq!(idle_numbers(&queue), Vec::<usize>::new());
+        assert!(first.as_mut().poll(&mut cx).is_ready());
+        let q = lock(&queue.shared.pending);
+        assert_eq!((q.searching, q.items.len()), (0, 0));
     }
 
     /// A listed worker that is polled by something other than a push and finds work
