@@ -1004,15 +1004,23 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         match call {
             Some(Call::Wake(waker)) => waker.wake(),
             Some(Call::Spawn(number)) => {
-                self.tasks.spawn(worker(Arc::clone(self), number));
+                let hired = Hired {
+                    shared: Arc::clone(self),
+                    number,
+                    retired: false,
+                };
+                // If this panics (no runtime), the future and `hired` in it are
+                // dropped, and the worker's place is given back.
+                self.tasks.spawn(worker(hired));
             }
             None => {}
         }
     }
 
     /// Worker `number` takes the next prediction, if any. A searching worker that
-    /// takes one and leaves more behind hands the search on.
-    fn pop(self: &Arc<Self>, number: usize) -> Option<Pending<B::Job>> {
+    /// takes one and leaves more behind hands the search on; the `bool` says whether
+    /// it called a worker (see [`worker`]: it then yields before running its own).
+    fn pop(self: &Arc<Self>, number: usize) -> (Option<Pending<B::Job>>, bool) {
         let (item, call) = {
             let mut q = lock(&self.pending);
             let searching = q.arrived(number);
@@ -1024,15 +1032,17 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
             };
             (item, call)
         };
+        let called = call.is_some();
         self.answer(call);
-        item
+        (item, called)
     }
 
     /// The next prediction for worker `number`, or `None` when it should exit (its
     /// slot given back in the same critical section that found the queue empty, so
     /// a push can never count on a worker that is leaving). An idle worker sleeps on
     /// the idle list until a push takes its waker.
-    async fn next_job(self: &Arc<Self>, number: usize) -> Option<Pending<B::Job>> {
+    /// Also says whether it called a worker, as [`pop`](Self::pop) does.
+    async fn next_job(self: &Arc<Self>, number: usize) -> Option<(Pending<B::Job>, bool)> {
         std::future::poll_fn(|cx| {
             let mut q = lock(&self.pending);
             let searching = q.arrived(number);
@@ -1049,8 +1059,9 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
                     None
                 };
                 drop(q);
+                let called = call.is_some();
                 self.answer(call);
-                return Poll::Ready(Some(item));
+                return Poll::Ready(Some((item, called)));
             }
             if q.stopping {
                 q.retire(number);
@@ -1137,27 +1148,29 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// the bookkeeping of recording the outcome (well under a microsecond in memory), and
 /// a busy worker reads and converts the clock once per prediction instead of twice.
 async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
-    shared: Arc<Shared<M, B>>,
-    number: usize,
+    mut hired: Hired<M, B>,
 ) {
-    let _slot = SlotOnPanic {
-        pending: &shared.pending,
-        number,
-    };
+    let shared = Arc::clone(&hired.shared);
+    let number = hired.number;
     // A stamp still current: the last prediction's completion, if this worker has
     // not waited for work since.
     let mut now = None;
     // Each pass runs one prediction to its terminal status (unless it already has
     // one), in this loop rather than in a future of its own.
     loop {
-        let item = match shared.pop(number) {
-            Some(item) => item,
-            None => match shared.next_job(number).await {
-                Some(item) => {
+        let (item, called) = match shared.pop(number) {
+            (Some(item), called) => (item, called),
+            (None, _) => match shared.next_job(number).await {
+                Some(taken) => {
                     now = None;
-                    item
+                    taken
                 }
-                None => break,
+                None => {
+                    // `next_job` retired it, in the critical section that found the
+                    // queue empty.
+                    hired.retired = true;
+                    break;
+                }
             },
         };
         let job = &item.job;
@@ -1197,6 +1210,16 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
                 continue;
             }
         };
+        if called {
+            // The worker called is in this thread's next-to-run slot, which other
+            // threads cannot take: without a yield it would wait for this model's
+            // first poll (synchronous work, say tokenizing), and in a burst every
+            // model would start on this thread after the one before. Yielding lets it
+            // take the next prediction (and hand the search on) first, while this
+            // worker, at the back of the run queue, can be taken by an idle thread.
+            // Started first, so that starts stay in admission order.
+            tokio::task::yield_now().await;
+        }
         let mut model =
             std::pin::pin!(AssertUnwindSafe(shared.model.predict(&input)).catch_unwind());
         // One poll first, here rather than in another future: a model that answers at
@@ -1239,17 +1262,24 @@ fn stop_workers<J>(pending: &Mutex<WorkQueue<J>>) {
     }
 }
 
-/// Gives a worker's slot and number back if the worker panics (in an observer's or
-/// a backend's code): a normal exit gives them back in `next_job`.
-struct SlotOnPanic<'a, J> {
-    pending: &'a Mutex<WorkQueue<J>>,
+/// A worker's place in the pool (its number, its count among the workers, and its
+/// search if it was called to one), owned by the worker's future from before it is
+/// spawned. A normal exit gives the place back in `next_job`; this gives it back
+/// however else the worker ends: a panic (in an observer's or a backend's code), or
+/// its future dropped before or while it runs (its runtime shut down, or the spawn
+/// itself panicked outside a runtime). Otherwise a search that never arrives would
+/// leave every later push waiting for it, and the queue would run nothing more.
+struct Hired<M: Model, B: Backend<Input = M::Input, Output = M::Output>> {
+    shared: Arc<Shared<M, B>>,
     number: usize,
+    /// Set when `next_job` has retired the worker.
+    retired: bool,
 }
 
-impl<J> Drop for SlotOnPanic<'_, J> {
+impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Drop for Hired<M, B> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            lock(self.pending).retire(self.number);
+        if !self.retired {
+            lock(&self.shared.pending).retire(self.number);
         }
     }
 }
@@ -1698,20 +1728,84 @@ mod tests {
         );
     }
 
-    /// A worker that panics anyway (in a backend's code) gives its slot and its
-    /// number back.
+    /// A worker that panics anyway (in a backend's code) gives its slot, its
+    /// number and its search back.
     #[tokio::test]
     async fn a_panicking_worker_gives_its_slot_back() {
         let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
         let number = lock(&queue.shared.pending).hire();
-        let pending = &queue.shared.pending;
+        let shared = Arc::clone(&queue.shared);
         let unwound = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let _slot = SlotOnPanic { pending, number };
+            let _hired = Hired {
+                shared,
+                number,
+                retired: false,
+            };
             panic!("a backend panics (on purpose, in a test)");
         }));
         assert!(unwound.is_err());
-        let q = lock(pending);
-        assert_eq!((q.workers, q.free.as_slice()), (0, [number].as_slice()));
+        let q = lock(&queue.shared.pending);
+        assert_eq!(
+            (q.workers, q.free.as_slice(), q.searching),
+            (0, [number].as_slice(), 0)
+        );
+    }
+
+    /// A worker spawned on a runtime that is dropped before it runs (a queue shared
+    /// by short-lived runtimes) gives its place back: the next push calls another,
+    /// where a search that never arrived would have left it waiting for good.
+    #[test]
+    fn a_push_after_a_worker_lost_with_its_runtime_is_still_run() {
+        let main = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let queue = main
+            .block_on(async { JobQueue::new(MockModel::new(), QueueConfig::default()) })
+            .expect("valid");
+        let other = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        other
+            .block_on(queue.submit("x".to_owned()))
+            .expect("admitted");
+        // Its worker task is dropped unpolled.
+        drop(other);
+        main.block_on(async {
+            let id = queue.submit("y".to_owned()).await.expect("admitted");
+            let done = tokio::time::timeout(Duration::from_secs(600), queue.wait(id, None)).await;
+            assert!(done.is_ok(), "the second prediction never ran");
+        });
+    }
+
+    /// A submit polled outside any runtime panics when it spawns its worker; the
+    /// queue goes on running predictions submitted from inside one.
+    #[test]
+    fn a_submit_that_panicked_outside_a_runtime_leaves_the_queue_working() {
+        let main = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let queue = main
+            .block_on(async { JobQueue::new(MockModel::new(), QueueConfig::default()) })
+            .expect("valid");
+        let outside = queue.clone();
+        let panicked = std::thread::spawn(move || {
+            let mut submit = pin!(outside.submit("x".to_owned()));
+            let _ = submit
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()));
+        })
+        .join();
+        assert!(panicked.is_err(), "spawning outside a runtime panics");
+        main.block_on(async {
+            let id = queue.submit("y".to_owned()).await.expect("admitted");
+            let done = tokio::time::timeout(Duration::from_secs(600), queue.wait(id, None)).await;
+            assert!(done.is_ok(), "the second prediction never ran");
+        });
     }
 
     /// Stopping wakes every idle worker, and they then exit (`None`).
