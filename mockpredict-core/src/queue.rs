@@ -1152,6 +1152,10 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
 ) {
     let shared = Arc::clone(&hired.shared);
     let number = hired.number;
+    // Whether other threads could run what this one yields to (not on a
+    // `current_thread` runtime, where a yield would only reorder the same work).
+    let parallel = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread);
     // A stamp still current: the last prediction's completion, if this worker has
     // not waited for work since.
     let mut now = None;
@@ -1173,6 +1177,21 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
                 }
             },
         };
+        if called && parallel {
+            // The worker called is in this thread's next-to-run slot, which other
+            // threads cannot take: without a yield it would wait for this model's
+            // first poll (synchronous work, say tokenizing), and in a burst every
+            // model would start on this thread after the one before. Yielding lets it
+            // take the next prediction (and hand the search on) first, while this
+            // worker, at the back of the run queue, can be taken by an idle thread.
+            // Before the start, not after: the wait counts as queue time, and start
+            // and first poll stay in one step (a cancel or the end of shutdown's
+            // grace comes before both or after both). Starts stay in admission
+            // order but for those two workers' race to `start`.
+            tokio::task::yield_now().await;
+            // The last completion is no longer now.
+            now = None;
+        }
         let job = &item.job;
         if shared.grace_over.load(Ordering::Acquire) {
             // Shutdown's grace period is over: nothing new starts.
@@ -1210,16 +1229,6 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
                 continue;
             }
         };
-        if called {
-            // The worker called is in this thread's next-to-run slot, which other
-            // threads cannot take: without a yield it would wait for this model's
-            // first poll (synchronous work, say tokenizing), and in a burst every
-            // model would start on this thread after the one before. Yielding lets it
-            // take the next prediction (and hand the search on) first, while this
-            // worker, at the back of the run queue, can be taken by an idle thread.
-            // Started first, so that starts stay in admission order.
-            tokio::task::yield_now().await;
-        }
         let mut model =
             std::pin::pin!(AssertUnwindSafe(shared.model.predict(&input)).catch_unwind());
         // One poll first, here rather than in another future: a model that answers at
@@ -1821,5 +1830,75 @@ mod tests {
         assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(None)));
         let q = lock(&queue.shared.pending);
         assert_eq!((q.workers, q.free.as_slice()), (0, [number].as_slice()));
+    }
+
+    type Hook = Arc<Mutex<Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>>>;
+
+    /// Records each first poll (input, and whether 1 was canceled by then); input
+    /// 2's first poll runs `hook`.
+    struct Counting {
+        polled: Arc<Mutex<Vec<(u32, bool)>>>,
+        hook: Hook,
+        canceled: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Model for Counting {
+        type Input = u32;
+        type Output = u32;
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn version(&self) -> &str {
+            "0"
+        }
+        async fn predict(&self, input: &u32) -> std::result::Result<u32, crate::ModelError> {
+            lock(&self.polled).push((*input, self.canceled.load(Ordering::SeqCst)));
+            if *input == 2 {
+                let hook = lock(&self.hook).take();
+                if let Some(hook) = hook {
+                    hook.await;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(*input)
+        }
+    }
+
+    /// A worker's start and its model's first poll are one step: a prediction
+    /// canceled after it was taken (here by another prediction's model, while
+    /// workers hand the search on) is never polled (a review found a yield between
+    /// the two).
+    #[tokio::test(start_paused = true)]
+    async fn a_prediction_canceled_in_a_burst_is_never_polled_after_its_cancel() {
+        let polled = Arc::new(Mutex::new(Vec::new()));
+        let hook: Hook = Arc::new(Mutex::new(None));
+        let canceled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let queue = JobQueue::new(
+            Counting {
+                polled: Arc::clone(&polled),
+                hook: Arc::clone(&hook),
+                canceled: Arc::clone(&canceled),
+            },
+            QueueConfig::default(),
+        )
+        .expect("valid");
+        let one = queue.submit(1).await.expect("admitted");
+        let _two = queue.submit(2).await.expect("admitted");
+        let q = queue.clone();
+        let c = Arc::clone(&canceled);
+        *lock(&hook) = Some(Box::pin(async move {
+            let p = q.cancel(one).await.expect("known");
+            c.store(p.status == Status::Canceled, Ordering::SeqCst);
+        }));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            canceled.load(Ordering::SeqCst),
+            "1 was canceled while processing"
+        );
+        assert!(
+            !lock(&polled).contains(&(1, true)),
+            "model 1 first polled after its cancel: {:?}",
+            lock(&polled)
+        );
     }
 }
