@@ -1760,11 +1760,9 @@ mod tests {
         );
     }
 
-    /// A worker spawned on a runtime that is dropped before it runs (a queue shared
-    /// by short-lived runtimes) gives its place back: the next push calls another,
-    /// where a search that never arrived would have left it waiting for good.
-    #[test]
-    fn a_push_after_a_worker_lost_with_its_runtime_is_still_run() {
+    /// A queue made on a paused `current_thread` runtime of its own, for tests that
+    /// use it from another runtime or thread too.
+    fn queue_on_its_runtime() -> (tokio::runtime::Runtime, JobQueue<MockModel>) {
         let main = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
@@ -1773,6 +1771,24 @@ mod tests {
         let queue = main
             .block_on(async { JobQueue::new(MockModel::new(), QueueConfig::default()) })
             .expect("valid");
+        (main, queue)
+    }
+
+    /// A prediction submitted now, on `main`, runs to its end.
+    fn assert_a_new_prediction_runs(main: &tokio::runtime::Runtime, queue: &JobQueue<MockModel>) {
+        main.block_on(async {
+            let id = queue.submit("y".to_owned()).await.expect("admitted");
+            let done = tokio::time::timeout(Duration::from_secs(600), queue.wait(id, None)).await;
+            assert!(done.is_ok(), "the second prediction never ran");
+        });
+    }
+
+    /// A worker spawned on a runtime that is dropped before it runs (a queue shared
+    /// by short-lived runtimes) gives its place back: the next push calls another,
+    /// where a search that never arrived would have left it waiting for good.
+    #[test]
+    fn a_push_after_a_worker_lost_with_its_runtime_is_still_run() {
+        let (main, queue) = queue_on_its_runtime();
         let other = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1782,25 +1798,14 @@ mod tests {
             .expect("admitted");
         // Its worker task is dropped unpolled.
         drop(other);
-        main.block_on(async {
-            let id = queue.submit("y".to_owned()).await.expect("admitted");
-            let done = tokio::time::timeout(Duration::from_secs(600), queue.wait(id, None)).await;
-            assert!(done.is_ok(), "the second prediction never ran");
-        });
+        assert_a_new_prediction_runs(&main, &queue);
     }
 
     /// A submit polled outside any runtime panics when it spawns its worker; the
     /// queue goes on running predictions submitted from inside one.
     #[test]
     fn a_submit_that_panicked_outside_a_runtime_leaves_the_queue_working() {
-        let main = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
-        let queue = main
-            .block_on(async { JobQueue::new(MockModel::new(), QueueConfig::default()) })
-            .expect("valid");
+        let (main, queue) = queue_on_its_runtime();
         let outside = queue.clone();
         let panicked = std::thread::spawn(move || {
             let mut submit = pin!(outside.submit("x".to_owned()));
@@ -1810,11 +1815,7 @@ mod tests {
         })
         .join();
         assert!(panicked.is_err(), "spawning outside a runtime panics");
-        main.block_on(async {
-            let id = queue.submit("y".to_owned()).await.expect("admitted");
-            let done = tokio::time::timeout(Duration::from_secs(600), queue.wait(id, None)).await;
-            assert!(done.is_ok(), "the second prediction never ran");
-        });
+        assert_a_new_prediction_runs(&main, &queue);
     }
 
     /// Stopping wakes every idle worker, and they then exit (`None`).
