@@ -233,9 +233,10 @@ where
             answered: false,
             waiting_on: std::sync::OnceLock::new(),
         };
-        // Written out here rather than in an `async fn` called from here: one level of
-        // future fewer, whose state (large: every route's) would be moved on creation
-        // and again into the caller's (~750 instructions a request, callgrind).
+        // Written out here rather than in an `async fn` called from here, and this fn
+        // inlined always: the future's state (large: every route's) is then built in
+        // the caller's, not built on the stack and moved once per level (~750
+        // instructions a request, callgrind; BENCHMARKS.md, "Eighth pass").
         async move {
             let cors = self.cors_request(&req);
             let Dispatched {
