@@ -197,13 +197,6 @@ impl Dispatched {
     }
 }
 
-/// The CORS-relevant facts of a request, kept after the request is consumed.
-struct CorsRequest {
-    origin: Option<HeaderValue>,
-    preflight: bool,
-    request_headers: Option<HeaderValue>,
-}
-
 impl<M, B> App<M, B>
 where
     M: Model,
@@ -224,35 +217,38 @@ where
         Bd: hyper::body::Body<Data = Bytes> + Send + 'a,
         Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let (parts, body) = req.into_parts();
         let mut pending = Unanswered {
             app: self,
-            method: req.method().clone(),
-            // Shares the request's bytes: no copy.
-            uri: req.uri().clone(),
+            parts,
             started: Instant::now(),
             answered: false,
             waiting_on: std::sync::OnceLock::new(),
         };
         // Written out here rather than in an `async fn` called from here, and this fn
-        // inlined always: the future's state (large: every route's) is then built in
-        // the caller's, not built on the stack and moved once per level (~750
-        // instructions a request, callgrind; BENCHMARKS.md, "Eighth pass").
+        // inlined always: the future's state is then built in the caller's, not built
+        // on the stack and moved once per level (~750 instructions a request,
+        // callgrind; BENCHMARKS.md, "Eighth pass"). The request's head lives here
+        // once, in `pending`; the levels below borrow it, and only the body moves
+        // down (a `Request` moved down each level was stored at each: BENCHMARKS.md,
+        // "Ninth pass").
         async move {
-            let cors = self.cors_request(&req);
             let Dispatched {
                 mut resp,
                 route,
                 prediction_id,
-            } = self.dispatch(req, &pending.waiting_on).await;
+            } = self
+                .dispatch(&pending.parts, body, &pending.waiting_on)
+                .await;
             pending.answered = true;
-            let (method, started) = (&pending.method, pending.started);
-            if method == Method::HEAD {
+            let (parts, started) = (&pending.parts, pending.started);
+            if parts.method == Method::HEAD {
                 resp = without_body(resp);
             }
-            self.apply_cors(resp.headers_mut(), &cors);
+            self.apply_cors(resp.headers_mut(), parts);
             let took = started.elapsed();
             let status = resp.status();
-            self.record(method, route, status, took, prediction_id);
+            self.record(&parts.method, route, status, took, prediction_id);
             resp
         }
     }
@@ -277,38 +273,22 @@ where
         }
     }
 
-    /// Keeps what CORS needs of the request: only what the configured policy reads.
-    fn cors_request<Bd>(&self, req: &Request<Bd>) -> CorsRequest {
-        let preflight = req.method() == Method::OPTIONS
-            && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
-        CorsRequest {
-            origin: match self.inner.config.cors {
-                Cors::Origins(_) => req.headers().get(ORIGIN).cloned(),
-                Cors::Any | Cors::Off => None,
-            },
-            preflight,
-            request_headers: if preflight {
-                req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS).cloned()
-            } else {
-                None
-            },
-        }
-    }
-
     /// The answer, the route that gave it, and the prediction concerned.
-    /// Answers `req`; a sync submission sets `waiting_on` to its prediction's ID before
-    /// it waits, for the record of a client that hangs up meanwhile.
+    /// Answers the request of head `req` and body `body`; a sync submission sets
+    /// `waiting_on` to its prediction's ID before it waits, for the record of a client
+    /// that hangs up meanwhile.
     async fn dispatch<Bd>(
         &self,
-        req: Request<Bd>,
+        req: &http::request::Parts,
+        body: Bd,
         waiting_on: &std::sync::OnceLock<PredictionId>,
     ) -> Dispatched
     where
         Bd: hyper::body::Body<Data = Bytes> + Send,
         Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let path = req.uri().path();
-        if req.method() == Method::OPTIONS {
+        let path = req.uri.path();
+        if req.method == Method::OPTIONS {
             // A path with trailing slashes on a known route is answered as that route:
             // its other methods redirect there (307), and a browser's preflight cannot
             // follow a redirect, so the preflight itself must pass.
@@ -319,7 +299,7 @@ where
                 None => Dispatched::new(ApiError::RouteNotFound.into_response(), None),
             };
         }
-        let (route, id) = match routes::resolve(req.method(), path) {
+        let (route, id) = match routes::resolve(&req.method, path) {
             Resolved::Found(route, id) => (route, id),
             Resolved::WrongMethod(route, allow) => {
                 return Dispatched::new(
@@ -328,13 +308,13 @@ where
                 );
             }
             Resolved::NotFound => {
-                return match slash_redirect(path, req.uri().query()) {
+                return match slash_redirect(path, req.uri.query()) {
                     Some((route, location)) => Dispatched::new(redirect(location), Some(route)),
                     None => Dispatched::new(ApiError::RouteNotFound.into_response(), None),
                 };
             }
         };
-        if route.requires_auth() && !self.authorized(req.headers()) {
+        if route.requires_auth() && !self.authorized(&req.headers) {
             return Dispatched::new(ApiError::Unauthorized.into_response(), Some(route));
         }
         // The `{id}` of the routes that have one: a malformed one is unknown (404).
@@ -349,20 +329,20 @@ where
                 None,
             ),
             (Route::Readyz, _) => (self.readyz().await, None),
-            (Route::Metrics, _) => (Ok(self.metrics_response(req.headers())), None),
+            (Route::Metrics, _) => (Ok(self.metrics_response(&req.headers)), None),
             (Route::OpenApi, _) => (Ok(openapi_response()), None),
-            // The only arm that consumes the request; the path borrows end before it.
-            (Route::Predict, _) => match self.predict(req, waiting_on).await {
+            // The only arm that reads the body.
+            (Route::Predict, _) => match self.predict(req, body, waiting_on).await {
                 Ok((resp, id)) => (Ok(resp), Some(id)),
                 Err(e) => (Err(e), None),
             },
-            (Route::Prediction, Some(id)) => (self.poll(id, req.uri().query()).await, Some(id)),
+            (Route::Prediction, Some(id)) => (self.poll(id, req.uri.query()).await, Some(id)),
             (Route::Cancel, Some(id)) => (self.cancel(id).await, Some(id)),
             (Route::Events, Some(id)) => {
                 // Each event's ID is its status: a terminal one means the client has
                 // had the last event.
                 let had_the_end = req
-                    .headers()
+                    .headers
                     .get("last-event-id")
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| matches!(v.trim(), "succeeded" | "failed" | "canceled"));
@@ -398,30 +378,36 @@ where
         scheme.eq_ignore_ascii_case(b"bearer") && bool::from(credentials.ct_eq(expected.as_bytes()))
     }
 
-    fn apply_cors(&self, headers: &mut HeaderMap, req: &CorsRequest) {
+    /// Adds the CORS headers that the policy gives `req` to its answer's `headers`.
+    fn apply_cors(&self, headers: &mut HeaderMap, req: &http::request::Parts) {
         let allow_origin = match &self.inner.config.cors {
             Cors::Off => return,
             Cors::Any => HeaderValue::from_static("*"),
             Cors::Origins(list) => {
                 // The answer depends on Origin, so caches must key on it.
                 headers.append(VARY, HeaderValue::from_static("origin"));
-                match &req.origin {
+                match req.headers.get(ORIGIN) {
                     Some(o) if list.iter().any(|a| a.as_bytes() == o.as_bytes()) => o.clone(),
                     _ => return,
                 }
             }
         };
         headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
-        if req.preflight {
+        let preflight = req.method == Method::OPTIONS
+            && req.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD);
+        if preflight {
             headers.insert(
                 ACCESS_CONTROL_ALLOW_METHODS,
                 HeaderValue::from_static("GET, POST, OPTIONS"),
             );
             headers.insert(
                 ACCESS_CONTROL_ALLOW_HEADERS,
-                req.request_headers.clone().unwrap_or_else(|| {
-                    HeaderValue::from_static("authorization, content-type, prefer")
-                }),
+                req.headers
+                    .get(ACCESS_CONTROL_REQUEST_HEADERS)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        HeaderValue::from_static("authorization, content-type, prefer")
+                    }),
             );
             headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
         } else {
@@ -484,7 +470,8 @@ where
     /// Submits, and answers with the new prediction's ID.
     async fn predict<Bd>(
         &self,
-        req: Request<Bd>,
+        req: &http::request::Parts,
+        body: Bd,
         waiting_on: &std::sync::OnceLock<PredictionId>,
     ) -> Result<(Response<Body>, PredictionId), ApiError>
     where
@@ -494,24 +481,29 @@ where
         if self.is_draining() {
             return Err(ApiError::ShuttingDown);
         }
-        check_content_type(req.headers())?;
+        check_content_type(&req.headers)?;
         let (mode, applied) = choose_mode(
-            req.uri().query(),
-            req.headers(),
+            req.uri.query(),
+            &req.headers,
             self.inner.config.sync_timeout,
         )?;
-        // A body that trickles in or stalls must not hold the connection (and a
-        // connection slot) forever: it gets the same limit as the headers.
-        // A body that came with its headers (the usual case) is read at the first
-        // poll, with no timer and no clock read for it.
-        let limit = self.inner.config.header_read_timeout.min(FOREVER);
-        let mut read = std::pin::pin!(read_body(req, self.inner.config.max_body));
-        let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
-        let bytes = match first {
-            Poll::Ready(bytes) => bytes?,
-            Poll::Pending => tokio::time::timeout(limit, read)
-                .await
-                .map_err(|_| ApiError::RequestTimeout { after: limit })??,
+        // In a block of its own: the body's reader is gone before the submit, so the
+        // states of the two never share this future's size.
+        let bytes = {
+            // A body that trickles in or stalls must not hold the connection (and a
+            // connection slot) forever: it gets the same limit as the headers.
+            // A body that came with its headers (the usual case) is read at the first
+            // poll, with no timer and no clock read for it.
+            let limit = self.inner.config.header_read_timeout.min(FOREVER);
+            let mut read =
+                std::pin::pin!(read_body(&req.headers, body, self.inner.config.max_body));
+            let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+            match first {
+                Poll::Ready(bytes) => bytes?,
+                Poll::Pending => tokio::time::timeout(limit, read)
+                    .await
+                    .map_err(|_| ApiError::RequestTimeout { after: limit })??,
+            }
         };
         let input: M::Input = parse_input(&bytes)?;
         let id = self.inner.queue.submit(input).await.map_err(|e| {
@@ -526,7 +518,10 @@ where
                 let _ = waiting_on.set(id);
                 // If the client hangs up, this future is dropped and the prediction
                 // runs on: it is admitted work, retrievable by ID like any other.
-                let p = self.inner.queue.wait(id, Some(wait)).await?;
+                // Boxed: a sync wait is the rare, long state, and the futures of
+                // every request (async submits and polls too) would otherwise be
+                // sized for it.
+                let p = Box::pin(self.inner.queue.wait(id, Some(wait))).await?;
                 if p.is_finished() {
                     bytes_response(StatusCode::OK, sync_body(&p)?)
                 } else {
@@ -560,7 +555,8 @@ where
             None => None,
         };
         let p = match wait {
-            Some(w) if !w.is_zero() => self.inner.queue.wait(id, Some(w)).await?,
+            // Boxed, as a sync submission's wait is.
+            Some(w) if !w.is_zero() => Box::pin(self.inner.queue.wait(id, Some(w))).await?,
             _ => self.inner.queue.get(id).await?,
         };
         let status = if p.is_finished() {
@@ -650,8 +646,8 @@ where
     B: Backend<Input = M::Input, Output = M::Output>,
 {
     app: &'a App<M, B>,
-    method: Method,
-    uri: http::Uri,
+    /// The request's head; the handler borrows it.
+    parts: http::request::Parts,
     started: Instant,
     answered: bool,
     /// The prediction a sync submission is waiting on.
@@ -671,15 +667,20 @@ where
         if self.answered || std::thread::panicking() {
             return;
         }
-        let (route, id) = match routes::resolve(&self.method, self.uri.path()) {
+        let (route, id) = match routes::resolve(&self.parts.method, self.parts.uri.path()) {
             Resolved::Found(route, id) => (Some(route), id.and_then(|id| parse_id(id).ok())),
             Resolved::WrongMethod(route, _) => (Some(route), None),
             Resolved::NotFound => (None, None),
         };
         let id = id.or_else(|| self.waiting_on.get().copied());
         let status = StatusCode::from_u16(CLIENT_CLOSED).expect("a valid status code");
-        self.app
-            .record(&self.method, route, status, self.started.elapsed(), id);
+        self.app.record(
+            &self.parts.method,
+            route,
+            status,
+            self.started.elapsed(),
+            id,
+        );
     }
 }
 
@@ -882,31 +883,28 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the body, refusing early on a `Content-Length` over `limit` and otherwise
-/// stopping as soon as `limit` bytes are exceeded, so an oversized body is never held.
-async fn read_body<Bd>(req: Request<Bd>, limit: usize) -> Result<Bytes, ApiError>
+/// Reads the body, refusing early on a `Content-Length` (in `headers`) over `limit`
+/// and otherwise stopping as soon as `limit` bytes are exceeded, so an oversized body
+/// is never held.
+async fn read_body<Bd>(headers: &HeaderMap, body: Bd, limit: usize) -> Result<Bytes, ApiError>
 where
     Bd: hyper::body::Body<Data = Bytes> + Send,
     Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let declared = req
-        .headers()
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let collected = Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                ApiError::PayloadTooLarge { limit }
-            } else {
-                ApiError::UnreadableBody(e.to_string())
-            }
-        })?;
+    let collected = Limited::new(body, limit).collect().await.map_err(|e| {
+        if e.downcast_ref::<LengthLimitError>().is_some() {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::UnreadableBody(e.to_string())
+        }
+    })?;
     Ok(collected.to_bytes())
 }
 
