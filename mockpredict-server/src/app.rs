@@ -487,24 +487,11 @@ where
             &req.headers,
             self.inner.config.sync_timeout,
         )?;
-        // In a block of its own: the body's reader is gone before the submit, so the
-        // states of the two never share this future's size.
-        let bytes = {
-            // A body that trickles in or stalls must not hold the connection (and a
-            // connection slot) forever: it gets the same limit as the headers.
-            // A body that came with its headers (the usual case) is read at the first
-            // poll, with no timer and no clock read for it.
-            let limit = self.inner.config.header_read_timeout.min(FOREVER);
-            let mut read =
-                std::pin::pin!(read_body(&req.headers, body, self.inner.config.max_body));
-            let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
-            match first {
-                Poll::Ready(bytes) => bytes?,
-                Poll::Pending => tokio::time::timeout(limit, read)
-                    .await
-                    .map_err(|_| ApiError::RequestTimeout { after: limit })??,
-            }
-        };
+        // A body that trickles in or stalls must not hold the connection (and a
+        // connection slot) forever: it gets the same limit as the headers.
+        let limit = self.inner.config.header_read_timeout.min(FOREVER);
+        let bytes =
+            read_body_in_time(&req.headers, body, self.inner.config.max_body, limit).await?;
         let input: M::Input = parse_input(&bytes)?;
         let id = self.inner.queue.submit(input).await.map_err(|e| {
             if matches!(e, mockpredict_core::Error::QueueFull { .. }) {
@@ -880,6 +867,31 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         Err(ApiError::UnsupportedMediaType(
             String::from_utf8_lossy(bytes).into_owned(),
         ))
+    }
+}
+
+/// [`read_body`] within `limit`; a body that came with its headers (the usual case)
+/// is read at the first poll, with no timer and no clock read for it. A function of
+/// its own, not a block in `predict`: the reader's state then shares `predict`'s
+/// future with the later steps' instead of adding to it (BENCHMARKS.md, "Ninth
+/// pass").
+async fn read_body_in_time<Bd>(
+    headers: &HeaderMap,
+    body: Bd,
+    max: usize,
+    limit: Duration,
+) -> Result<Bytes, ApiError>
+where
+    Bd: hyper::body::Body<Data = Bytes> + Send,
+    Bd::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut read = std::pin::pin!(read_body(headers, body, max));
+    match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+        Poll::Ready(bytes) => bytes,
+        // Boxed: the timer is large, and rarely needed.
+        Poll::Pending => Box::pin(tokio::time::timeout(limit, read))
+            .await
+            .map_err(|_| ApiError::RequestTimeout { after: limit })?,
     }
 }
 
