@@ -706,6 +706,46 @@ async fn cors_origin_list_echoes_only_listed_origins_and_off_sends_nothing() {
     )
     .await;
     assert_eq!(other.header("access-control-allow-origin"), None);
+    // A listed origin's preflight gets the preflight headers; its HEAD, the same
+    // origin headers as its GET.
+    let preflight = send(
+        Method::OPTIONS,
+        &s.url(PREDICT),
+        &[
+            ("origin", "https://ok.example"),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "content-type, x-trace"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://ok.example")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("GET, POST, OPTIONS")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some("content-type, x-trace")
+    );
+    assert_eq!(preflight.header("access-control-max-age"), Some("600"));
+    assert_eq!(preflight.header("vary"), Some("origin"));
+    let head = send(
+        Method::HEAD,
+        &s.url("/healthz"),
+        &[("origin", "https://ok.example")],
+        None,
+    )
+    .await;
+    assert_eq!(
+        head.header("access-control-allow-origin"),
+        Some("https://ok.example")
+    );
+    assert_eq!(head.header("vary"), Some("origin"));
+    assert!(head.text().is_empty());
 
     let off = start_with(
         mock("5ms"),

@@ -168,6 +168,68 @@ async fn a_body_that_stalls_gets_408() {
     );
 }
 
+/// Sends `head`, then each of `pieces` after `gap`; the first read of the answer.
+async fn send_in_pieces(
+    addr: std::net::SocketAddr,
+    head: &str,
+    pieces: &[&str],
+    gap: Duration,
+) -> String {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    for piece in pieces {
+        tokio::time::sleep(gap).await;
+        tcp.write_all(piece.as_bytes()).await.expect("write");
+    }
+    let mut buf = vec![0u8; 8192];
+    let n = timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("an answer within 5 s")
+        .expect("read");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// A body that comes after its headers, in pieces, is read whole while it arrives
+/// within the header-read limit, with a length or chunked; one still arriving when
+/// the limit ends gets 408.
+#[tokio::test]
+async fn a_body_that_arrives_in_pieces_within_the_limit_is_read() {
+    let config = ServerConfig::default()
+        .max_body(1024)
+        .header_read_timeout(Duration::from_millis(800));
+    let s = start_with(mock("5ms"), QueueConfig::default(), config).await;
+    let body = r#"{"input":"abcdefghij"}"#;
+    let (a, rest) = body.split_at(8);
+    let (b, c) = rest.split_at(6);
+    let gap = Duration::from_millis(150);
+    let sized = format!(
+        "POST {PREDICT}?async_mode=false HTTP/1.1\r\nhost: x\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let answer = send_in_pieces(s.addr, &sized, &[a, b, c], gap).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("abcdefghij"), "{answer}");
+
+    let chunked = format!(
+        "POST {PREDICT}?async_mode=false HTTP/1.1\r\nhost: x\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    let chunks: Vec<String> = [a, b, c]
+        .iter()
+        .map(|p| format!("{:x}\r\n{p}\r\n", p.len()))
+        .chain(["0\r\n\r\n".to_owned()])
+        .collect();
+    let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+    let answer = send_in_pieces(s.addr, &chunked, &chunks, gap).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("abcdefghij"), "{answer}");
+
+    // Each gap within the limit, the whole body not.
+    let answer = send_in_pieces(s.addr, &sized, &[a, b], Duration::from_millis(500)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
 #[tokio::test]
 async fn a_connection_that_sends_nothing_is_closed() {
     let (_s, mut tcp) = connect_with_a_200ms_header_limit().await;
