@@ -1513,6 +1513,27 @@ mod tests {
         assert!(!prefers_openmetrics(&http::HeaderMap::new()));
     }
 
+    /// hyper copies each request's future into its connection's box, and every
+    /// request touches all of it: at 2,912 bytes it cost a submit about 650
+    /// instructions and 50 L1 misses (BENCHMARKS.md, "Ninth pass"). A guard against
+    /// its growing back (passing the `Request` down by value, an inline sync wait):
+    /// generous, since the size moves with rustc and the build profile (944 B
+    /// release, 1,000 B debug at the ninth pass).
+    #[tokio::test]
+    async fn the_request_future_stays_small() {
+        let app = App::new(
+            mockpredict_core::MockModel::new(),
+            QueueConfig::default(),
+            ServerConfig::default(),
+        )
+        .expect("app");
+        let req = Request::post("/predictions/predict")
+            .body(http_body_util::Full::new(Bytes::new()))
+            .expect("request");
+        let size = std::mem::size_of_val(&app.handle(req));
+        assert!(size <= 1_536, "App::handle's future is {size} bytes");
+    }
+
     #[tokio::test]
     async fn an_app_with_a_cors_entry_that_is_no_origin_is_refused() {
         let cors = Cors::Origins(vec!["https://ok.example".into(), "app.example".into()]);
