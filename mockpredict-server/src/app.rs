@@ -872,10 +872,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Reads the body as [`read_body`] does (at most `max` bytes), within the time
 /// `limit`; a body that came with its headers (the usual case) is read at the first
-/// poll, with no timer and no clock read for it. A function of
-/// its own, not a block in `predict`: the reader's state then shares `predict`'s
-/// future with the later steps' instead of adding to it (BENCHMARKS.md, "Ninth
-/// pass").
+/// poll, with no timer and no clock read for it. A function of its own, not a block
+/// in `predict`: the reader's state then shares `predict`'s future with the later
+/// steps' instead of adding to it (BENCHMARKS.md, "Ninth pass").
 async fn read_body_in_time<Bd>(
     headers: &HeaderMap,
     body: Bd,
