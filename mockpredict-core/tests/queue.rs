@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Script, Scripted};
 use mockpredict_core::{
-    Error, FailureKind, JobQueue, MockModel, Model, PredictionId, QueueConfig, Status,
+    Error, FailureKind, JobQueue, MockModel, Model, ModelError, PredictionId, QueueConfig, Status,
 };
 use tokio::time::Instant;
 
@@ -357,6 +357,73 @@ async fn max_retained_forgets_the_oldest_first() {
         assert!(queue.get(*id).await.is_ok());
     }
     assert_eq!(queue.stats().retained, 3);
+}
+
+/// A model whose outputs are clones of one `Arc`: its count tells how many outputs
+/// are still in memory.
+struct Tokens(std::sync::Arc<()>);
+
+impl Model for Tokens {
+    type Input = ();
+    type Output = std::sync::Arc<()>;
+
+    fn name(&self) -> &str {
+        "tokens"
+    }
+
+    fn version(&self) -> &str {
+        "0"
+    }
+
+    async fn predict(&self, (): &()) -> Result<std::sync::Arc<()>, ModelError> {
+        Ok(std::sync::Arc::clone(&self.0))
+    }
+}
+
+/// An evicted prediction is gone at once, but its memory is freed by later submits
+/// (at most an eighth of `max_retained` wait for one) or, once submits stop, by the
+/// next purge, even if nothing has expired by then.
+#[tokio::test(start_paused = true)]
+async fn evicted_predictions_are_freed_by_later_submits_or_the_next_purge() {
+    let token = std::sync::Arc::new(());
+    let queue = JobQueue::new(
+        Tokens(std::sync::Arc::clone(&token)),
+        QueueConfig::default()
+            .max_retained(1024)
+            .result_ttl(60 * S)
+            .concurrency(4),
+    )
+    .expect("valid config");
+    // Less this test's handle and the model's.
+    let in_memory = || std::sync::Arc::strong_count(&token) - 2;
+    let mut first = None;
+    for _ in 0..5_000 {
+        let id = queue.submit(()).await.expect("admitted");
+        first.get_or_insert(id);
+        queue.wait(id, None).await.expect("known");
+        let retained = queue.stats().retained;
+        assert_eq!(retained, 1024.min(in_memory()));
+        assert!(
+            in_memory() - retained <= 1024 / 8,
+            "{} evicted outputs still in memory",
+            in_memory() - retained
+        );
+    }
+    let first = first.expect("submitted");
+    assert_eq!(
+        queue.get(first).await.expect_err("evicted"),
+        Error::NotFound(first)
+    );
+    // Some evicted ones wait for a submit into their ID shard (else this test
+    // would not reach the purge's part).
+    assert!(in_memory() > 1024, "{} outputs in memory", in_memory());
+    tokio::time::sleep(30 * S).await;
+    // Half a TTL later, with no submit: the purge has not run yet.
+    assert!(in_memory() > 1024);
+    // The purge at the TTL frees the expired and the evicted.
+    tokio::time::sleep(31 * S).await;
+    assert_eq!(queue.stats().retained, 0);
+    assert_eq!(in_memory(), 0);
 }
 
 /// IDs are stored by admission number in slots direct-mapped by it (here 16 per

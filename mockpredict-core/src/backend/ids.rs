@@ -51,6 +51,8 @@ pub(super) struct IdIndex<T> {
     shards: [CachePadded<Mutex<Shard<T>>>; SHARDS],
     /// Slots each shard starts with, at its first insert.
     presize: usize,
+    /// Retired records each shard keeps (at most [`RETIRED_MAX`]).
+    retired_max: usize,
 }
 
 /// One shard: slots direct-mapped by sequence, and the records that did not fit.
@@ -62,7 +64,15 @@ struct Shard<T> {
     occupied: usize,
     /// Records whose slot was taken, by the hash of their ID.
     overflow: HashTable<Arc<T>>,
+    /// Records removed by [`IdIndex::retire`] and not yet freed (both handles, so
+    /// that the removing thread writes nothing to the record): the shard's next
+    /// inserts free them, two each, or [`IdIndex::free_retired`] all of them.
+    retired: Vec<(Arc<T>, Arc<T>)>,
 }
+
+/// Most retired records a shard keeps. With [`SHARDS`] shards, at most 128 records
+/// outlive their removal in all.
+const RETIRED_MAX: usize = 4;
 
 fn shard_of(id: &PredictionId) -> usize {
     id.sequence() as usize & (SHARDS - 1)
@@ -78,7 +88,8 @@ fn id_hash(id: &PredictionId) -> u64 {
 impl<T: Keyed> IdIndex<T> {
     /// An empty index sized for about `expected` records (the backend passes its
     /// `max_retained`; predictions in flight come on top). Each shard's slots start at
-    /// most [`PRESIZE_MAX`] long and grow as needed.
+    /// most [`PRESIZE_MAX`] long and grow as needed. Retired records kept for later
+    /// inserts to free number at most an eighth of `expected` (and 128).
     pub(super) fn new(expected: usize) -> Self {
         let share = (expected / SHARDS).clamp(MIN_SLOTS, PRESIZE_MAX);
         Self {
@@ -87,19 +98,64 @@ impl<T: Keyed> IdIndex<T> {
                     slots: Vec::new(),
                     occupied: 0,
                     overflow: HashTable::new(),
+                    retired: Vec::new(),
                 }))
             }),
             presize: share.next_power_of_two(),
+            retired_max: (expected / (8 * SHARDS)).min(RETIRED_MAX),
         }
     }
 
-    /// Adds a record; its ID must not be in the index already.
+    /// Adds a record; its ID must not be in the index already. Frees, after the
+    /// lock, up to two records retired from the shard: the thread that allocates
+    /// records frees them, so that its allocator reuses memory in its own cache.
     pub(super) fn insert(&self, record: Arc<T>) {
-        let mut shard = lock(&self.shards[shard_of(record.id())]);
-        if shard.slots.is_empty() {
-            shard.slots.resize(self.presize, None);
+        let retired = {
+            let mut shard = lock(&self.shards[shard_of(record.id())]);
+            if shard.slots.is_empty() {
+                shard.slots.resize(self.presize, None);
+            }
+            shard.insert(record);
+            (shard.retired.pop(), shard.retired.pop())
+        };
+        drop(retired);
+    }
+
+    /// Removes `record` as [`remove`](Self::remove) does, but leaves it to the
+    /// shard's next inserts to free, unless the shard keeps its share of retired
+    /// records already; then it is freed here, after the lock.
+    ///
+    /// For records evicted by the thread that finishes predictions: freed there, a
+    /// record's memory went back to that thread's allocator cache, and the
+    /// submitting thread's next allocation took it from the other core's cache.
+    ///
+    /// `id` is the record's, passed so that the record's memory is not read here: it
+    /// is long out of cache by the time it is evicted.
+    pub(super) fn retire(&self, id: &PredictionId, record: Arc<T>) {
+        debug_assert_eq!(id, record.id());
+        let mut shard = lock(&self.shards[shard_of(id)]);
+        let Some(removed) = shard.take(id, &record) else {
+            drop(shard);
+            return;
+        };
+        if shard.retired.len() < self.retired_max {
+            if shard.retired.capacity() == 0 {
+                shard.retired.reserve_exact(self.retired_max);
+            }
+            shard.retired.push((removed, record));
+            return;
         }
-        shard.insert(record);
+        drop(shard);
+        drop((removed, record));
+    }
+
+    /// Frees every retired record, so that none outlives its removal for long once
+    /// submits stop (the backend calls this from its purge).
+    pub(super) fn free_retired(&self) {
+        for shard in &self.shards {
+            let retired = std::mem::take(&mut lock(shard).retired);
+            drop(retired);
+        }
     }
 
     /// The record with this ID.
@@ -122,21 +178,7 @@ impl<T: Keyed> IdIndex<T> {
     pub(super) fn remove(&self, record: &Arc<T>) -> Option<Arc<T>> {
         let id = record.id();
         let mut shard = lock(&self.shards[shard_of(id)]);
-        if let Some(slot) = shard.slot(id)
-            && shard.slots[slot]
-                .as_ref()
-                .is_some_and(|r| Arc::ptr_eq(r, record))
-        {
-            shard.occupied -= 1;
-            return shard.slots[slot].take();
-        }
-        match shard
-            .overflow
-            .find_entry(id_hash(id), |r| Arc::ptr_eq(r, record))
-        {
-            Ok(found) => Some(found.remove().0),
-            Err(_) => None,
-        }
+        shard.take(id, record)
     }
 
     /// Records held, and slots allocated (for tests).
@@ -156,6 +198,25 @@ impl<T: Keyed> IdIndex<T> {
 }
 
 impl<T: Keyed> Shard<T> {
+    /// Takes `record`, whose ID is `id`, out (found by pointer).
+    fn take(&mut self, id: &PredictionId, record: &Arc<T>) -> Option<Arc<T>> {
+        if let Some(slot) = self.slot(id)
+            && self.slots[slot]
+                .as_ref()
+                .is_some_and(|r| Arc::ptr_eq(r, record))
+        {
+            self.occupied -= 1;
+            return self.slots[slot].take();
+        }
+        match self
+            .overflow
+            .find_entry(id_hash(id), |r| Arc::ptr_eq(r, record))
+        {
+            Ok(found) => Some(found.remove().0),
+            Err(_) => None,
+        }
+    }
+
     /// The ID's slot, if the shard has slots.
     fn slot(&self, id: &PredictionId) -> Option<usize> {
         let len = self.slots.len();
@@ -278,6 +339,78 @@ mod tests {
         }
         assert_eq!(index.sizes().0, 0);
         assert!(index.find(records[0].id()).is_none());
+    }
+
+    /// A retired record leaves the index at once. Its shard keeps up to
+    /// `RETIRED_MAX` of them, freed two by each later insert into that shard (and
+    /// none by inserts into others); one more is freed at once.
+    #[test]
+    fn a_retired_record_is_freed_by_later_inserts_into_its_shard() {
+        let index = IdIndex::new(SHARDS * 64);
+        let step = SHARDS as u32;
+        let old: Vec<_> = (0..=RETIRED_MAX as u32)
+            .map(|i| rec(3 + i * step))
+            .collect();
+        for r in &old {
+            index.insert(Arc::clone(r));
+        }
+        for r in &old {
+            index.retire(r.id(), Arc::clone(r));
+            assert!(index.find(r.id()).is_none(), "removed at once");
+        }
+        // The test's handle and the two the shard keeps, for those kept.
+        let kept = &old[..RETIRED_MAX];
+        assert!(kept.iter().all(|r| Arc::strong_count(r) == 3));
+        assert_eq!(
+            Arc::strong_count(&old[RETIRED_MAX]),
+            1,
+            "over the cap: freed"
+        );
+        index.insert(rec(4));
+        assert!(
+            kept.iter().all(|r| Arc::strong_count(r) == 3),
+            "other shard"
+        );
+        index.insert(rec(3 + 100 * step));
+        let freed = kept.iter().filter(|r| Arc::strong_count(r) == 1).count();
+        assert_eq!(freed, 2, "two per insert");
+        index.insert(rec(3 + 101 * step));
+        assert!(kept.iter().all(|r| Arc::strong_count(r) == 1), "all freed");
+        // A record not in the index: nothing kept.
+        let stranger = rec(3 + 200 * step);
+        index.retire(stranger.id(), Arc::clone(&stranger));
+        assert_eq!(Arc::strong_count(&stranger), 1);
+    }
+
+    /// `free_retired` frees every shard's retired records, with no insert.
+    #[test]
+    fn free_retired_frees_them_all() {
+        let index = IdIndex::new(SHARDS * 64);
+        let records: Vec<_> = (0..SHARDS as u32 * 2).map(rec).collect();
+        for r in &records {
+            index.insert(Arc::clone(r));
+        }
+        for r in &records {
+            index.retire(r.id(), Arc::clone(r));
+        }
+        assert!(records.iter().all(|r| Arc::strong_count(r) == 3));
+        index.free_retired();
+        assert!(records.iter().all(|r| Arc::strong_count(r) == 1));
+        assert_eq!(index.sizes().0, 0);
+    }
+
+    /// An index for few records keeps at most an eighth of them retired: none at
+    /// all below `8 * SHARDS`.
+    #[test]
+    fn a_small_index_keeps_few_retired_records() {
+        assert_eq!(IdIndex::<Rec>::new(8 * SHARDS - 1).retired_max, 0);
+        assert_eq!(IdIndex::<Rec>::new(16 * SHARDS).retired_max, 2);
+        assert_eq!(IdIndex::<Rec>::new(1_000_000).retired_max, RETIRED_MAX);
+        let index = IdIndex::new(10);
+        let r = rec(5);
+        index.insert(Arc::clone(&r));
+        index.retire(r.id(), Arc::clone(&r));
+        assert_eq!(Arc::strong_count(&r), 1, "freed at once");
     }
 
     /// An unknown ID is not found, in empty and in filled shards.

@@ -184,13 +184,17 @@ impl Anchor {
 /// Most expired records a purge takes off the retention list per lock.
 const PURGE_BATCH: usize = 256;
 
-/// Finished records in completion order.
-type Retained<I, O> = VecDeque<Arc<Entry<I, O>>>;
+/// Finished records in completion order, each with its ID: evicting the oldest then
+/// reads nothing from its record, long out of cache by then.
+type Retained<I, O> = VecDeque<(PredictionId, Arc<Entry<I, O>>)>;
 
 /// Predictions kept in this process's memory: the embedded default backend.
 ///
 /// Finished predictions are kept for `result_ttl` and at most `max_retained` of them
-/// (the oldest go first).
+/// (the oldest go first). A prediction evicted over `max_retained` can no longer be
+/// found at once, but its memory is freed by later submits (on the thread that
+/// allocated it, which is faster) or by the next purge, which is never more than
+/// `result_ttl` away: at most an eighth of `max_retained`, and 128, wait so.
 ///
 /// Records are found by ID in slots direct-mapped by the admission number that ends
 /// the IDs a [`JobQueue`](crate::JobQueue) makes, so that consecutive predictions sit
@@ -385,7 +389,7 @@ where
         };
         let evicted = {
             let mut finished = lock(&self.finished);
-            finished.push_back(Arc::clone(entry));
+            finished.push_back((entry.id, Arc::clone(entry)));
             // Every finish pushes one and trims here, under the same lock, so at most
             // one is ever over the cap.
             (finished.len() > self.max_retained)
@@ -393,9 +397,10 @@ where
                 .flatten()
         };
         // Outside the `finished` lock: an evicted entry is cold in cache, and removing
-        // and freeing it should not hold up other finishes.
-        if let Some(old) = evicted {
-            self.ids.remove(&old);
+        // it should not hold up other finishes. It is retired, not freed: the next
+        // submits into its ID shard free it, on the thread that allocates records.
+        if let Some((id, old)) = evicted {
+            self.ids.retire(&id, old);
         }
         Ok(Some(finished))
     }
@@ -425,7 +430,7 @@ where
             let next = {
                 let mut finished = lock(&self.finished);
                 loop {
-                    let Some(front) = finished.front() else {
+                    let Some((_, front)) = finished.front() else {
                         // Nothing finished: anything that finishes from now on
                         // expires at `now + result_ttl` or later, so waking then is
                         // never late.
@@ -443,13 +448,16 @@ where
                     if expired.len() == PURGE_BATCH {
                         break None;
                     }
-                    expired.extend(finished.pop_front());
+                    expired.extend(finished.pop_front().map(|(_, old)| old));
                 }
             };
             for old in expired.drain(..) {
                 self.ids.remove(&old);
             }
             if let Some(next) = next {
+                // Evicted records not yet freed by a submit: freed now, so that
+                // none outlives its eviction by more than a TTL once submits stop.
+                self.ids.free_retired();
                 return Ok(next);
             }
         }
