@@ -66,16 +66,21 @@ struct Shard<T> {
     overflow: HashTable<Arc<T>>,
     /// Records removed by [`IdIndex::retire`] and not yet freed (both handles, so
     /// that the removing thread writes nothing to the record): the shard's next
-    /// inserts free them, two each, or [`IdIndex::free_retired`] all of them.
+    /// inserts free them, two each, or [`IdIndex::free_retired`] all of them. Its
+    /// buffer is allocated once, at the shard's first retire.
     retired: Vec<(Arc<T>, Arc<T>)>,
 }
 
-/// Most retired records a shard keeps. With [`SHARDS`] shards, at most 128 records
-/// outlive their removal in all.
+/// Most retired records a shard keeps: at most 128 wait to be freed in all.
 const RETIRED_MAX: usize = 4;
 
 fn shard_of(id: &PredictionId) -> usize {
-    id.sequence() as usize & (SHARDS - 1)
+    shard_of_sequence(id.sequence())
+}
+
+/// The shard of the ID whose [`PredictionId::sequence`] this is.
+fn shard_of_sequence(sequence: u32) -> usize {
+    sequence as usize & (SHARDS - 1)
 }
 
 /// The hash of an ID in the overflow table: its random bits folded. Only a queue
@@ -125,16 +130,18 @@ impl<T: Keyed> IdIndex<T> {
     /// shard's next inserts to free, unless the shard keeps its share of retired
     /// records already; then it is freed here, after the lock.
     ///
-    /// For records evicted by the thread that finishes predictions: freed there, a
-    /// record's memory went back to that thread's allocator cache, and the
-    /// submitting thread's next allocation took it from the other core's cache.
+    /// Used for evictions, which run where a prediction finishes (a worker, or a
+    /// cancelling task). Freed there, a record's memory would go to that thread's
+    /// allocator cache, and the submitting thread's next allocation would pull it
+    /// from the other core's cache.
     ///
-    /// `id` is the record's, passed so that the record's memory is not read here: it
-    /// is long out of cache by the time it is evicted.
-    pub(super) fn retire(&self, id: &PredictionId, record: Arc<T>) {
-        debug_assert_eq!(id, record.id());
-        let mut shard = lock(&self.shards[shard_of(id)]);
-        let Some(removed) = shard.take(id, &record) else {
+    /// `sequence` is the record's ID's [`PredictionId::sequence`], passed so that
+    /// the record's memory, long out of cache by the time it is evicted, is not read
+    /// here (only if it sits in the overflow table, which is rare).
+    pub(super) fn retire(&self, sequence: u32, record: Arc<T>) {
+        debug_assert_eq!(sequence, record.id().sequence());
+        let mut shard = lock(&self.shards[shard_of_sequence(sequence)]);
+        let Some(removed) = shard.take(sequence, &record) else {
             drop(shard);
             return;
         };
@@ -149,12 +156,18 @@ impl<T: Keyed> IdIndex<T> {
         drop((removed, record));
     }
 
-    /// Frees every retired record, so that none outlives its removal for long once
-    /// submits stop (the backend calls this from its purge).
+    /// Frees every retired record, so that none waits long once submits stop (the
+    /// backend calls this from its purge). Each shard keeps its buffer.
     pub(super) fn free_retired(&self) {
         for shard in &self.shards {
-            let retired = std::mem::take(&mut lock(shard).retired);
-            drop(retired);
+            let mut taken: [Option<(Arc<T>, Arc<T>)>; RETIRED_MAX] = Default::default();
+            {
+                let mut shard = lock(shard);
+                for slot in &mut taken {
+                    *slot = shard.retired.pop();
+                }
+            }
+            drop(taken);
         }
     }
 
@@ -176,9 +189,9 @@ impl<T: Keyed> IdIndex<T> {
     /// Takes `record` out (found by pointer), returning the index's handle on it so
     /// that the caller frees it after the lock is released.
     pub(super) fn remove(&self, record: &Arc<T>) -> Option<Arc<T>> {
-        let id = record.id();
-        let mut shard = lock(&self.shards[shard_of(id)]);
-        shard.take(id, record)
+        let sequence = record.id().sequence();
+        let mut shard = lock(&self.shards[shard_of_sequence(sequence)]);
+        shard.take(sequence, record)
     }
 
     /// Records held, and slots allocated (for tests).
@@ -198,9 +211,10 @@ impl<T: Keyed> IdIndex<T> {
 }
 
 impl<T: Keyed> Shard<T> {
-    /// Takes `record`, whose ID is `id`, out (found by pointer).
-    fn take(&mut self, id: &PredictionId, record: &Arc<T>) -> Option<Arc<T>> {
-        if let Some(slot) = self.slot(id)
+    /// Takes `record`, whose ID's sequence is `sequence`, out (found by pointer).
+    /// Reads the record only if it is not in its slot.
+    fn take(&mut self, sequence: u32, record: &Arc<T>) -> Option<Arc<T>> {
+        if let Some(slot) = self.slot_of(sequence)
             && self.slots[slot]
                 .as_ref()
                 .is_some_and(|r| Arc::ptr_eq(r, record))
@@ -208,9 +222,12 @@ impl<T: Keyed> Shard<T> {
             self.occupied -= 1;
             return self.slots[slot].take();
         }
+        if self.overflow.is_empty() {
+            return None;
+        }
         match self
             .overflow
-            .find_entry(id_hash(id), |r| Arc::ptr_eq(r, record))
+            .find_entry(id_hash(record.id()), |r| Arc::ptr_eq(r, record))
         {
             Ok(found) => Some(found.remove().0),
             Err(_) => None,
@@ -219,8 +236,14 @@ impl<T: Keyed> Shard<T> {
 
     /// The ID's slot, if the shard has slots.
     fn slot(&self, id: &PredictionId) -> Option<usize> {
+        self.slot_of(id.sequence())
+    }
+
+    /// The slot of the ID whose [`PredictionId::sequence`] this is, if the shard has
+    /// slots.
+    fn slot_of(&self, sequence: u32) -> Option<usize> {
         let len = self.slots.len();
-        (len > 0).then(|| (id.sequence() >> SHARD_BITS) as usize & (len - 1))
+        (len > 0).then(|| (sequence >> SHARD_BITS) as usize & (len - 1))
     }
 
     fn insert(&mut self, record: Arc<T>) {
@@ -355,7 +378,7 @@ mod tests {
             index.insert(Arc::clone(r));
         }
         for r in &old {
-            index.retire(r.id(), Arc::clone(r));
+            index.retire(r.id().sequence(), Arc::clone(r));
             assert!(index.find(r.id()).is_none(), "removed at once");
         }
         // The test's handle and the two the shard keeps, for those kept.
@@ -378,8 +401,37 @@ mod tests {
         assert!(kept.iter().all(|r| Arc::strong_count(r) == 1), "all freed");
         // A record not in the index: nothing kept.
         let stranger = rec(3 + 200 * step);
-        index.retire(stranger.id(), Arc::clone(&stranger));
+        index.retire(stranger.id().sequence(), Arc::clone(&stranger));
         assert_eq!(Arc::strong_count(&stranger), 1);
+    }
+
+    /// A record in the overflow table is retired too, and the one in the slot stays
+    /// found; retiring a twin (same ID, another record) changes nothing.
+    #[test]
+    fn a_spilled_record_is_retired_and_its_slot_neighbour_kept() {
+        // 256 slots a shard, and 4 retired kept.
+        let index = IdIndex::new(SHARDS * 256);
+        let lap = (SHARDS * 256) as u32;
+        let in_slot = rec(7);
+        let spilled = rec(7 + lap);
+        index.insert(Arc::clone(&in_slot));
+        index.insert(Arc::clone(&spilled));
+        assert_eq!(index.sizes().2, 1, "one spilled");
+        index.retire(spilled.id().sequence(), Arc::clone(&spilled));
+        assert!(index.find(spilled.id()).is_none());
+        assert_eq!(Arc::strong_count(&spilled), 3, "kept for a later insert");
+        assert!(Arc::ptr_eq(
+            &index.find(in_slot.id()).expect("kept"),
+            &in_slot
+        ));
+        assert_eq!(index.sizes().0, 1);
+        let twin = Arc::new(Rec(*in_slot.id()));
+        index.retire(twin.id().sequence(), Arc::clone(&twin));
+        assert_eq!(Arc::strong_count(&twin), 1);
+        assert!(Arc::ptr_eq(
+            &index.find(in_slot.id()).expect("kept"),
+            &in_slot
+        ));
     }
 
     /// `free_retired` frees every shard's retired records, with no insert.
@@ -391,7 +443,7 @@ mod tests {
             index.insert(Arc::clone(r));
         }
         for r in &records {
-            index.retire(r.id(), Arc::clone(r));
+            index.retire(r.id().sequence(), Arc::clone(r));
         }
         assert!(records.iter().all(|r| Arc::strong_count(r) == 3));
         index.free_retired();
@@ -409,7 +461,7 @@ mod tests {
         let index = IdIndex::new(10);
         let r = rec(5);
         index.insert(Arc::clone(&r));
-        index.retire(r.id(), Arc::clone(&r));
+        index.retire(r.id().sequence(), Arc::clone(&r));
         assert_eq!(Arc::strong_count(&r), 1, "freed at once");
     }
 

@@ -184,17 +184,23 @@ impl Anchor {
 /// Most expired records a purge takes off the retention list per lock.
 const PURGE_BATCH: usize = 256;
 
-/// Finished records in completion order, each with its ID: evicting the oldest then
-/// reads nothing from its record, long out of cache by then.
-type Retained<I, O> = VecDeque<(PredictionId, Arc<Entry<I, O>>)>;
+/// Finished records in completion order, each with its ID's
+/// [`sequence`](PredictionId::sequence): evicting the oldest then reads nothing from
+/// its record, long out of cache by then.
+type Retained<I, O> = VecDeque<(u32, Arc<Entry<I, O>>)>;
 
 /// Predictions kept in this process's memory: the embedded default backend.
 ///
 /// Finished predictions are kept for `result_ttl` and at most `max_retained` of them
-/// (the oldest go first). A prediction evicted over `max_retained` can no longer be
-/// found at once, but its memory is freed by later submits (on the thread that
-/// allocated it, which is faster) or by the next purge, which is never more than
-/// `result_ttl` away: at most an eighth of `max_retained`, and 128, wait so.
+/// (the oldest go first).
+///
+/// A prediction evicted over `max_retained` is gone from lookups at once, but its
+/// record (input and output included) may be freed a little later: by a later submit
+/// into the same ID shard, on the submitting thread, whose allocator then reuses the
+/// memory; or else by the next purge, at most `result_ttl` after the eviction while
+/// the queue runs. At most an eighth of `max_retained`, and 128, wait this way (none
+/// if `max_retained` is under 256). So the `Drop` of an input or output runs on a
+/// worker, in a submit or in the purge task; it must not panic or block.
 ///
 /// Records are found by ID in slots direct-mapped by the admission number that ends
 /// the IDs a [`JobQueue`](crate::JobQueue) makes, so that consecutive predictions sit
@@ -389,7 +395,7 @@ where
         };
         let evicted = {
             let mut finished = lock(&self.finished);
-            finished.push_back((entry.id, Arc::clone(entry)));
+            finished.push_back((entry.id.sequence(), Arc::clone(entry)));
             // Every finish pushes one and trims here, under the same lock, so at most
             // one is ever over the cap.
             (finished.len() > self.max_retained)
@@ -399,8 +405,8 @@ where
         // Outside the `finished` lock: an evicted entry is cold in cache, and removing
         // it should not hold up other finishes. It is retired, not freed: the next
         // submits into its ID shard free it, on the thread that allocates records.
-        if let Some((id, old)) = evicted {
-            self.ids.retire(&id, old);
+        if let Some((sequence, old)) = evicted {
+            self.ids.retire(sequence, old);
         }
         Ok(Some(finished))
     }
@@ -456,7 +462,8 @@ where
             }
             if let Some(next) = next {
                 // Evicted records not yet freed by a submit: freed now, so that
-                // none outlives its eviction by more than a TTL once submits stop.
+                // none waits more than a TTL once submits stop (while the queue
+                // runs; a TTL too long to represent leaves them to submits).
                 self.ids.free_retired();
                 return Ok(next);
             }
