@@ -18,6 +18,7 @@
 //! collide whatever the table's size (say, many that share their last 32 bits) stay in
 //! the hash table instead of growing the slots.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_utils::CachePadded;
@@ -53,6 +54,10 @@ pub(super) struct IdIndex<T> {
     presize: usize,
     /// Retired records each shard keeps (at most [`RETIRED_MAX`]).
     retired_max: usize,
+    /// Set when a record is retired, cleared by [`free_retired`](Self::free_retired):
+    /// with no evictions (results expire before `max_retained` is reached), a purge
+    /// then takes no shard lock.
+    any_retired: CachePadded<AtomicBool>,
 }
 
 /// One shard: slots direct-mapped by sequence, and the records that did not fit.
@@ -108,6 +113,7 @@ impl<T: Keyed> IdIndex<T> {
             }),
             presize: share.next_power_of_two(),
             retired_max: (expected / (8 * SHARDS)).min(RETIRED_MAX),
+            any_retired: CachePadded::new(AtomicBool::new(false)),
         }
     }
 
@@ -150,6 +156,15 @@ impl<T: Keyed> IdIndex<T> {
                 shard.retired.reserve_exact(self.retired_max);
             }
             shard.retired.push((removed, record));
+            // Under the shard's lock, after the push. Read first, so that the line
+            // stays shared while the flag is set. Relaxed is enough: a sweep of this
+            // shard that came before the push also came after the flag was cleared,
+            // so this reads `false` and sets it; a `true` read here is either cleared
+            // by a `free_retired` that sweeps this shard after the push, or still
+            // set for the next one.
+            if !self.any_retired.load(Ordering::Relaxed) {
+                self.any_retired.store(true, Ordering::Relaxed);
+            }
             return;
         }
         drop(shard);
@@ -159,6 +174,9 @@ impl<T: Keyed> IdIndex<T> {
     /// Frees every retired record, so that none waits long once submits stop (the
     /// backend calls this from its purge). Each shard keeps its buffer.
     pub(super) fn free_retired(&self) {
+        if !self.any_retired.swap(false, Ordering::Relaxed) {
+            return;
+        }
         for shard in &self.shards {
             let mut taken: [Option<(Arc<T>, Arc<T>)>; RETIRED_MAX] = Default::default();
             {
