@@ -156,12 +156,13 @@ impl<T: Keyed> IdIndex<T> {
                 shard.retired.reserve_exact(self.retired_max);
             }
             shard.retired.push((removed, record));
-            // Under the shard's lock, after the push. Read first, so that the line
-            // stays shared while the flag is set. Relaxed is enough: a sweep of this
-            // shard that came before the push also came after the flag was cleared,
-            // so this reads `false` and sets it; a `true` read here is either cleared
-            // by a `free_retired` that sweeps this shard after the push, or still
-            // set for the next one.
+            // Under the shard's lock, after the push; loaded first so that the line
+            // stays shared while the flag is set. Relaxed is enough: once this is
+            // done, the flag is `true` in its modification order (the value read, or
+            // this store) until a `free_retired` swaps it out, and that call sweeps
+            // this shard after the push. Had its sweep come before, the mutex would
+            // make its swap happen before this load, which then could not read a
+            // value older than the swap.
             if !self.any_retired.load(Ordering::Relaxed) {
                 self.any_retired.store(true, Ordering::Relaxed);
             }
