@@ -164,6 +164,17 @@ impl PredictionError {
         }
     }
 
+    /// The worker running the prediction panicked outside the model (in a backend's
+    /// code): the panic's message is in the log.
+    pub(crate) fn worker_panicked() -> Self {
+        Self {
+            kind: FailureKind::Backend,
+            message: "the worker running this prediction panicked outside the model; \
+                      see the server's log"
+                .to_owned(),
+        }
+    }
+
     pub(crate) fn timeout(deadline: Duration, while_status: &str) -> Self {
         Self {
             kind: FailureKind::Timeout,

@@ -185,6 +185,16 @@ pub struct ShutdownReport {
 /// A cancel, like that, drops a running model's future on its worker shortly after
 /// the `canceled` status is set, not before [`cancel`](Self::cancel) returns.
 ///
+/// **Runtimes.** Build a queue inside a tokio runtime: its purge (and its deadline
+/// sweeper) run there. Workers start when predictions need them, on the runtime of
+/// the submit that needs one, or on the queue's own for a submit made outside any
+/// runtime (from a blocking thread, say), so `submit` works from any thread. When the
+/// runtime a worker runs on shuts down, the prediction it was running ends
+/// `canceled` and its capacity slot is freed; queued predictions wait for a submit
+/// from a live runtime to start a worker. A panic in a backend's code fails the
+/// prediction it hit ([`FailureKind::Backend`](crate::FailureKind::Backend)) and
+/// the next one runs on a new worker.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> mockpredict_core::Result<()> {
@@ -278,6 +288,9 @@ struct Shared<M: Model, B: Backend> {
     /// purge and the sweeper exit.
     stop: CancellationToken,
     tasks: TaskTracker,
+    /// The runtime the queue was built in: where a submit made outside any runtime
+    /// spawns its worker.
+    runtime: tokio::runtime::Handle,
 }
 
 /// Counters that submits write.
@@ -536,6 +549,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueueBuilder
             grace_over: AtomicBool::new(false),
             stop: stop.clone(),
             tasks: TaskTracker::new(),
+            runtime: tokio::runtime::Handle::current(),
         });
         shared
             .tasks
@@ -1000,21 +1014,31 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
     }
 
     /// Wakes or spawns the worker called.
+    #[inline]
     fn answer(self: &Arc<Self>, call: Option<Call>) {
         match call {
             Some(Call::Wake(waker)) => waker.wake(),
-            Some(Call::Spawn(number)) => {
-                let hired = Hired {
-                    shared: Arc::clone(self),
-                    number,
-                    retired: false,
-                };
-                // If this panics (no runtime), the future and `hired` in it are
-                // dropped, and the worker's place is given back.
-                self.tasks.spawn(worker(hired));
-            }
+            Some(Call::Spawn(number)) => self.spawn_worker(number),
             None => {}
         }
+    }
+
+    /// Spawns worker `number`: on the submitting runtime, if there is one, so that a
+    /// queue shared between runtimes keeps running while any of them does; outside any
+    /// runtime (a submit from a blocking thread), on the queue's own. A runtime
+    /// already shut down drops the future, and the [`Hired`] in it gives the worker's
+    /// place back.
+    #[inline(never)]
+    fn spawn_worker(self: &Arc<Self>, number: usize) {
+        let hired = Hired {
+            shared: Arc::clone(self),
+            number,
+            retired: false,
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(current) => self.tasks.spawn_on(worker(hired), &current),
+            Err(_) => self.tasks.spawn_on(worker(hired), &self.runtime),
+        };
     }
 
     /// Worker `number` takes the next prediction, if any. A searching worker that
@@ -1177,84 +1201,144 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
                 }
             },
         };
-        if called && parallel {
-            // The worker called is in this thread's next-to-run slot, which other
-            // threads cannot take: without a yield it would wait for this model's
-            // first poll (synchronous work, say tokenizing), and in a burst every
-            // model would start on this thread after the one before. Yielding lets it
-            // take the next prediction (and hand the search on) first, while this
-            // worker, at the back of the run queue, can be taken by an idle thread.
-            // Before the start, not after: the wait counts as queue time, and start
-            // and first poll stay in one step (a cancel or the end of shutdown's
-            // grace comes before both or after both). Starts stay in admission
-            // order but for those two workers' race to `start`.
-            tokio::task::yield_now().await;
-            // The last completion is no longer now.
-            now = None;
-        }
-        let job = &item.job;
-        if shared.grace_over.load(Ordering::Acquire) {
-            // Shutdown's grace period is over: nothing new starts.
-            shared
-                .finish_logged(job, Outcome::Canceled, shared.stamp_now())
-                .await;
-            now = None;
-            continue;
-        }
-        let started = now.unwrap_or_else(|| shared.stamp_now());
-        match shared.backend.start(job, started).await {
-            Ok(Some(start)) => {
-                shared.runs.processing.fetch_add(1, Ordering::AcqRel);
-                shared.on_started(&start);
-            }
-            // Canceled or timed out while queued.
-            Ok(None) => {
-                now = None;
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "could not start a prediction");
-                let failed = Outcome::Failed(PredictionError::backend(&e));
-                shared.finish_logged(job, failed, shared.stamp_now()).await;
-                now = None;
-                continue;
-            }
-        }
-        let input = match shared.backend.input(job).await {
-            Ok(input) => input,
-            Err(e) => {
-                let failed = Outcome::Failed(PredictionError::backend(&e));
-                shared.finish_logged(job, failed, shared.stamp_now()).await;
-                now = None;
-                continue;
-            }
+        // Until the prediction reaches a terminal status, a drop of this future (its
+        // runtime shut down) or a panic (in a backend's code) ends it on the way out,
+        // instead of leaving it queued or processing for good with its capacity slot.
+        let mut unfinished = Unfinished {
+            shared: &shared,
+            job: &item.job,
+            armed: true,
         };
-        let mut model =
-            std::pin::pin!(AssertUnwindSafe(shared.model.predict(&input)).catch_unwind());
-        // One poll first, here rather than in another future: a model that answers at
-        // once never pays for building the cancel, shutdown and deadline watchers.
-        let first = std::future::poll_fn(|cx| Poll::Ready(model.as_mut().poll(cx))).await;
-        let outcome = match first {
-            Poll::Ready(result) => model_outcome(result),
-            Poll::Pending => match shared.watch_model(job, model, item.deadline).await {
-                Some(outcome) => outcome,
-                None => {
-                    now = None;
-                    continue;
+        'run: {
+            if called && parallel {
+                // The worker called is in this thread's next-to-run slot, which other
+                // threads cannot take: without a yield it would wait for this model's first
+                // poll (synchronous work, say tokenizing), and in a burst every model would
+                // start on this thread after the one before. Yielding lets it take the next
+                // prediction (and hand the search on) first, while this worker, at the back
+                // of the run queue, can be taken by an idle thread. Before the start, not
+                // after: the wait counts as queue time, and start and first poll stay in
+                // one step (a cancel or the end of shutdown's grace comes before both or
+                // after both). Starts stay in admission order but for those two workers'
+                // race to `start`.
+                tokio::task::yield_now().await;
+                // The last completion is no longer now.
+                now = None;
+            }
+            let job = &item.job;
+            if shared.grace_over.load(Ordering::Acquire) {
+                // Shutdown's grace period is over: nothing new starts.
+                shared
+                    .finish_logged(job, Outcome::Canceled, shared.stamp_now())
+                    .await;
+                now = None;
+                break 'run;
+            }
+            let started = now.unwrap_or_else(|| shared.stamp_now());
+            match shared.backend.start(job, started).await {
+                Ok(Some(start)) => {
+                    shared.runs.processing.fetch_add(1, Ordering::AcqRel);
+                    shared.on_started(&start);
                 }
-            },
-        };
-        let completed = shared.stamp_now();
-        // `finish_logged`, written out: two futures fewer on every prediction's path.
-        let applied = shared
-            .backend
-            .finish(job, outcome, completed, |done| shared.on_applied(done));
-        match applied.await {
-            Ok(Some(done)) => shared.on_finished(job, &done),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "could not record a prediction's outcome"),
+                // Canceled or timed out while queued.
+                Ok(None) => {
+                    now = None;
+                    break 'run;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not start a prediction");
+                    let failed = Outcome::Failed(PredictionError::backend(&e));
+                    shared.finish_logged(job, failed, shared.stamp_now()).await;
+                    now = None;
+                    break 'run;
+                }
+            }
+            let input = match shared.backend.input(job).await {
+                Ok(input) => input,
+                Err(e) => {
+                    let failed = Outcome::Failed(PredictionError::backend(&e));
+                    shared.finish_logged(job, failed, shared.stamp_now()).await;
+                    now = None;
+                    break 'run;
+                }
+            };
+            let mut model =
+                std::pin::pin!(AssertUnwindSafe(shared.model.predict(&input)).catch_unwind());
+            // One poll first, here rather than in another future: a model that answers at
+            // once never pays for building the cancel, shutdown and deadline watchers.
+            let first = std::future::poll_fn(|cx| Poll::Ready(model.as_mut().poll(cx))).await;
+            let outcome = match first {
+                Poll::Ready(result) => model_outcome(result),
+                Poll::Pending => match shared.watch_model(job, model, item.deadline).await {
+                    Some(outcome) => outcome,
+                    None => {
+                        now = None;
+                        break 'run;
+                    }
+                },
+            };
+            let completed = shared.stamp_now();
+            // `finish_logged`, written out: two futures fewer on every prediction's path.
+            let applied = shared
+                .backend
+                .finish(job, outcome, completed, |done| shared.on_applied(done));
+            match applied.await {
+                Ok(Some(done)) => shared.on_finished(job, &done),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "could not record a prediction's outcome"),
+            }
+            now = Some(completed);
         }
-        now = Some(completed);
+        unfinished.armed = false;
+    }
+}
+
+/// Ends the prediction a worker took, if the worker's future is dropped (its runtime
+/// shut down) or unwinds (a backend panicked) before it reached a terminal status:
+/// `canceled`, as at the end of shutdown's grace period, or `failed` after a panic.
+/// The transition must complete at its first poll (the in-memory backend's does);
+/// otherwise it is logged and the prediction left as it is.
+struct Unfinished<'a, M: Model, B: Backend<Input = M::Input, Output = M::Output>> {
+    shared: &'a Shared<M, B>,
+    job: &'a B::Job,
+    /// Cleared once the prediction is terminal (or no longer this worker's).
+    armed: bool,
+}
+
+impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Drop for Unfinished<'_, M, B> {
+    // Inlined: the worker drops one of these for every prediction, nearly always
+    // disarmed.
+    #[inline]
+    fn drop(&mut self) {
+        if self.armed {
+            self.end();
+        }
+    }
+}
+
+impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Unfinished<'_, M, B> {
+    #[cold]
+    #[inline(never)]
+    fn end(&self) {
+        let (outcome, why) = if std::thread::panicking() {
+            let err = PredictionError::worker_panicked();
+            (Outcome::Failed(err), "its worker panicked")
+        } else {
+            (Outcome::Canceled, "its worker's runtime shut down")
+        };
+        let shared = self.shared;
+        let end = async { shared.finish(self.job, outcome, shared.stamp_now()).await };
+        match AssertUnwindSafe(end).catch_unwind().now_or_never() {
+            Some(Ok(Ok(true))) => tracing::warn!("a prediction ended early: {why}"),
+            Some(Ok(Ok(false))) => {}
+            Some(Ok(Err(e))) => {
+                tracing::error!(error = %e, "could not end a prediction early ({why})");
+            }
+            Some(Err(_)) => tracing::error!("the backend panicked ending a prediction ({why})"),
+            None => tracing::error!(
+                "could not end a prediction early ({why}): the backend did not answer at once"
+            ),
+        }
     }
 }
 
@@ -1798,23 +1882,6 @@ mod tests {
             .expect("admitted");
         // Its worker task is dropped unpolled.
         drop(other);
-        assert_a_new_prediction_runs(&main, &queue);
-    }
-
-    /// A submit polled outside any runtime panics when it spawns its worker; the
-    /// queue goes on running predictions submitted from inside one.
-    #[test]
-    fn a_submit_that_panicked_outside_a_runtime_leaves_the_queue_working() {
-        let (main, queue) = queue_on_its_runtime();
-        let outside = queue.clone();
-        let panicked = std::thread::spawn(move || {
-            let mut submit = pin!(outside.submit("x".to_owned()));
-            let _ = submit
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()));
-        })
-        .join();
-        assert!(panicked.is_err(), "spawning outside a runtime panics");
         assert_a_new_prediction_runs(&main, &queue);
     }
 

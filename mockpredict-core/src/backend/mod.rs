@@ -133,6 +133,11 @@ pub trait Backend: Send + Sync + 'static {
     /// spurious `QueueFull`. It must be quick and must not block. `finish` does not
     /// wake waiters; the queue calls [`wake`](Backend::wake) after its bookkeeping.
     ///
+    /// When a worker stops before its prediction ends (its runtime shut down, or this
+    /// backend's code panicked on it), the queue ends the prediction from a destructor
+    /// and polls this future only once there: the in-memory backend answers at the
+    /// first poll; a backend that must wait for I/O leaves that prediction as it is.
+    ///
     /// # Errors
     ///
     /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
