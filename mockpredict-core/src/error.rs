@@ -146,14 +146,9 @@ impl PredictionError {
     }
 
     pub(crate) fn panic(payload: &(dyn std::any::Any + Send)) -> Self {
-        let detail = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".to_owned());
         Self {
             kind: FailureKind::Panic,
-            message: format!("model panicked: {detail}"),
+            message: format!("model panicked: {}", panic_message(payload)),
         }
     }
 
@@ -164,14 +159,12 @@ impl PredictionError {
         }
     }
 
-    /// The worker running the prediction panicked outside the model (in a backend's
-    /// code): the panic's message is in the log.
+    /// The worker running the prediction panicked outside the model's polls and the
+    /// backend calls it guards: the panic's message is in the log.
     pub(crate) fn worker_panicked() -> Self {
         Self {
             kind: FailureKind::Backend,
-            message: "the worker running this prediction panicked outside the model; \
-                      see the server's log"
-                .to_owned(),
+            message: "the worker running this prediction panicked; see the log".to_owned(),
         }
     }
 
@@ -184,6 +177,15 @@ impl PredictionError {
             ),
         }
     }
+}
+
+/// A panic's message, when it is a string (as `panic!` makes it).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
 #[cfg(test)]

@@ -187,13 +187,17 @@ pub struct ShutdownReport {
 ///
 /// **Runtimes.** Build a queue inside a tokio runtime: its purge (and its deadline
 /// sweeper) run there. Workers start when predictions need them, on the runtime of
-/// the submit that needs one, or on the queue's own for a submit made outside any
-/// runtime (from a blocking thread, say), so `submit` works from any thread. When the
-/// runtime a worker runs on shuts down, the prediction it was running ends
-/// `canceled` and its capacity slot is freed; queued predictions wait for a submit
-/// from a live runtime to start a worker. A panic in a backend's code fails the
-/// prediction it hit ([`FailureKind::Backend`](crate::FailureKind::Backend)) and
-/// the next one runs on a new worker.
+/// the submit that needs one. A submit made outside any runtime (from a plain
+/// thread) starts its worker on the queue's own runtime, which must be running: a
+/// multi-thread runtime, or a `current_thread` one that some thread is driving
+/// (`block_on`); on an idle `current_thread` runtime that worker, and the queue with
+/// it, waits until the runtime runs again. When the runtime a worker runs on shuts
+/// down, the prediction it was running ends `canceled` and frees its capacity slot
+/// (with a backend that records it at once, as the in-memory one does); queued
+/// predictions wait for a submit from a live runtime to start a worker. A panic in a
+/// backend's code on a worker's task fails the prediction it hit
+/// ([`FailureKind::Backend`](crate::FailureKind::Backend)), and a new worker takes
+/// the next.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -920,9 +924,22 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         outcome: Outcome<M::Output>,
         at: B::Stamp,
     ) -> Result<bool> {
+        self.finish_counted(job, outcome, at, true).await
+    }
+
+    /// [`finish`](Self::finish), where `counted` says whether the prediction, if
+    /// `processing`, was counted in [`RunCounters::processing`]: a worker counts it
+    /// after its start, so on the worker's paths before that it is `false`.
+    async fn finish_counted(
+        &self,
+        job: &B::Job,
+        outcome: Outcome<M::Output>,
+        at: B::Stamp,
+        counted: bool,
+    ) -> Result<bool> {
         let applied = self
             .backend
-            .finish(job, outcome, at, |done| self.on_applied(done));
+            .finish(job, outcome, at, |done| self.on_applied(done, counted));
         let Some(done) = applied.await? else {
             return Ok(false);
         };
@@ -932,8 +949,9 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
 
     /// A terminal transition's bookkeeping that must happen before anyone can see
     /// the terminal status (see `Backend::finish`): counters and the capacity slot.
-    fn on_applied(&self, done: &Finished) {
-        if done.previous == Status::Processing {
+    /// `counted`: as for [`finish_counted`](Self::finish_counted).
+    fn on_applied(&self, done: &Finished, counted: bool) {
+        if counted && done.previous == Status::Processing {
             self.runs.processing.fetch_sub(1, Ordering::AcqRel);
         }
         let idx = match done.status {
@@ -1034,6 +1052,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
             shared: Arc::clone(self),
             number,
             retired: false,
+            ran: false,
         };
         match tokio::runtime::Handle::try_current() {
             Ok(current) => self.tasks.spawn_on(worker(hired), &current),
@@ -1136,8 +1155,15 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         PredictionError::timeout(self.config.deadline.unwrap_or_default(), while_status)
     }
 
-    async fn finish_logged(&self, job: &B::Job, outcome: Outcome<M::Output>, at: B::Stamp) {
-        if let Err(e) = self.finish(job, outcome, at).await {
+    /// [`finish_counted`](Self::finish_counted), with a failure logged.
+    async fn finish_logged(
+        &self,
+        job: &B::Job,
+        outcome: Outcome<M::Output>,
+        at: B::Stamp,
+        counted: bool,
+    ) {
+        if let Err(e) = self.finish_counted(job, outcome, at, counted).await {
             tracing::error!(error = %e, "could not record a prediction's outcome");
         }
     }
@@ -1174,6 +1200,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
     mut hired: Hired<M, B>,
 ) {
+    hired.ran = true;
     let shared = Arc::clone(&hired.shared);
     let number = hired.number;
     // Whether other threads could run what this one yields to (not on a
@@ -1208,6 +1235,7 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
             shared: &shared,
             job: &item.job,
             armed: true,
+            counted: false,
         };
         'run: {
             if called && parallel {
@@ -1229,7 +1257,7 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
             if shared.grace_over.load(Ordering::Acquire) {
                 // Shutdown's grace period is over: nothing new starts.
                 shared
-                    .finish_logged(job, Outcome::Canceled, shared.stamp_now())
+                    .finish_logged(job, Outcome::Canceled, shared.stamp_now(), false)
                     .await;
                 now = None;
                 break 'run;
@@ -1238,6 +1266,7 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
             match shared.backend.start(job, started).await {
                 Ok(Some(start)) => {
                     shared.runs.processing.fetch_add(1, Ordering::AcqRel);
+                    unfinished.counted = true;
                     shared.on_started(&start);
                 }
                 // Canceled or timed out while queued.
@@ -1248,7 +1277,11 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
                 Err(e) => {
                     tracing::error!(error = %e, "could not start a prediction");
                     let failed = Outcome::Failed(PredictionError::backend(&e));
-                    shared.finish_logged(job, failed, shared.stamp_now()).await;
+                    // The backend may have made it `processing` before it failed; this
+                    // worker has not counted it.
+                    shared
+                        .finish_logged(job, failed, shared.stamp_now(), false)
+                        .await;
                     now = None;
                     break 'run;
                 }
@@ -1257,7 +1290,9 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
                 Ok(input) => input,
                 Err(e) => {
                     let failed = Outcome::Failed(PredictionError::backend(&e));
-                    shared.finish_logged(job, failed, shared.stamp_now()).await;
+                    shared
+                        .finish_logged(job, failed, shared.stamp_now(), true)
+                        .await;
                     now = None;
                     break 'run;
                 }
@@ -1279,13 +1314,20 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
             };
             let completed = shared.stamp_now();
             // `finish_logged`, written out: two futures fewer on every prediction's path.
-            let applied = shared
-                .backend
-                .finish(job, outcome, completed, |done| shared.on_applied(done));
+            let applied = shared.backend.finish(job, outcome, completed, |done| {
+                shared.on_applied(done, true)
+            });
             match applied.await {
                 Ok(Some(done)) => shared.on_finished(job, &done),
                 Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "could not record a prediction's outcome"),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not record a prediction's outcome");
+                    // Record a failure instead, if the backend can.
+                    let failed = Outcome::Failed(PredictionError::backend(&e));
+                    shared
+                        .finish_logged(job, failed, shared.stamp_now(), true)
+                        .await;
+                }
             }
             now = Some(completed);
         }
@@ -1293,9 +1335,11 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
     }
 }
 
-/// Ends the prediction a worker took, if the worker's future is dropped (its runtime
-/// shut down) or unwinds (a backend panicked) before it reached a terminal status:
-/// `canceled`, as at the end of shutdown's grace period, or `failed` after a panic.
+/// Ends the prediction a worker took if the worker stops before the prediction is
+/// terminal: its future dropped (its runtime shut down) makes it `canceled`, as at the
+/// end of shutdown's grace period; an unwind (a panic outside the model's polls, say
+/// in a backend's code) makes it `failed`, kind `backend`. A runtime dropped while its
+/// thread unwinds from another panic counts as the second.
 /// The transition must complete at its first poll (the in-memory backend's does);
 /// otherwise it is logged and the prediction left as it is.
 struct Unfinished<'a, M: Model, B: Backend<Input = M::Input, Output = M::Output>> {
@@ -1303,6 +1347,8 @@ struct Unfinished<'a, M: Model, B: Backend<Input = M::Input, Output = M::Output>
     job: &'a B::Job,
     /// Cleared once the prediction is terminal (or no longer this worker's).
     armed: bool,
+    /// Whether this worker counted the prediction in `processing`.
+    counted: bool,
 }
 
 impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Drop for Unfinished<'_, M, B> {
@@ -1320,25 +1366,30 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Unfinished<'_, 
     #[cold]
     #[inline(never)]
     fn end(&self) {
-        let (outcome, why) = if std::thread::panicking() {
-            let err = PredictionError::worker_panicked();
-            (Outcome::Failed(err), "its worker panicked")
-        } else {
-            (Outcome::Canceled, "its worker's runtime shut down")
-        };
-        let shared = self.shared;
-        let end = async { shared.finish(self.job, outcome, shared.stamp_now()).await };
-        match AssertUnwindSafe(end).catch_unwind().now_or_never() {
-            Some(Ok(Ok(true))) => tracing::warn!("a prediction ended early: {why}"),
-            Some(Ok(Ok(false))) => {}
-            Some(Ok(Err(e))) => {
-                tracing::error!(error = %e, "could not end a prediction early ({why})");
+        let unwinding = std::thread::panicking();
+        let (shared, job, counted) = (self.shared, self.job, self.counted);
+        // Everything in here, logging included, runs inside `catch_unwind`: a panic
+        // escaping a destructor during an unwind would abort the process.
+        let ended = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let (outcome, why) = if unwinding {
+                let err = PredictionError::worker_panicked();
+                (Outcome::Failed(err), "its worker panicked")
+            } else {
+                (Outcome::Canceled, "its worker's runtime shut down")
+            };
+            let end = shared.finish_counted(job, outcome, shared.stamp_now(), counted);
+            match end.now_or_never() {
+                Some(Ok(true)) => tracing::warn!("a prediction ended early: {why}"),
+                Some(Ok(false)) => {}
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "could not end a prediction early ({why})");
+                }
+                None => tracing::error!(
+                    "could not end a prediction early ({why}): the backend did not answer at once"
+                ),
             }
-            Some(Err(_)) => tracing::error!("the backend panicked ending a prediction ({why})"),
-            None => tracing::error!(
-                "could not end a prediction early ({why}): the backend did not answer at once"
-            ),
-        }
+        }));
+        drop(ended);
     }
 }
 
@@ -1358,22 +1409,35 @@ fn stop_workers<J>(pending: &Mutex<WorkQueue<J>>) {
 /// A worker's place in the pool (its number, its count among the workers, and its
 /// search if it was called to one), owned by the worker's future from before it is
 /// spawned. A normal exit gives the place back in `next_job`; this gives it back
-/// however else the worker ends: a panic (in an observer's or a backend's code), or
-/// its future dropped before or while it runs (its runtime shut down, or the spawn
-/// itself panicked outside a runtime). Otherwise a search that never arrives would
-/// leave every later push waiting for it, and the queue would run nothing more.
+/// however else the worker ends: a panic (in a backend's code), or its future dropped
+/// before or while it runs (its runtime shut down). Otherwise a search that never
+/// arrives would leave every later push waiting for it, and the queue would run
+/// nothing more. A worker that panicked also calls another for what is still queued,
+/// which would otherwise wait for the next push.
 struct Hired<M: Model, B: Backend<Input = M::Input, Output = M::Output>> {
     shared: Arc<Shared<M, B>>,
     number: usize,
     /// Set when `next_job` has retired the worker.
     retired: bool,
+    /// Set when the worker first runs. One dropped before that (spawned on a runtime
+    /// already shut down) calls no other: that one would only be dropped the same way.
+    ran: bool,
 }
 
 impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Drop for Hired<M, B> {
     fn drop(&mut self) {
-        if !self.retired {
-            lock(&self.shared.pending).retire(self.number);
+        if self.retired {
+            return;
         }
+        let call = {
+            let mut q = lock(&self.shared.pending);
+            q.retire(self.number);
+            let panicked = self.ran && std::thread::panicking();
+            (panicked && !q.stopping && !q.items.is_empty())
+                .then(|| q.call_worker(self.shared.config.concurrency))
+                .flatten()
+        };
+        self.shared.answer(call);
     }
 }
 
@@ -1399,7 +1463,7 @@ async fn deadline_sweeper<M: Model, B: Backend<Input = M::Input, Output = M::Out
         let at = shared.backend.stamp(now);
         for p in &expired {
             let failed = Outcome::Failed(shared.timeout("queued"));
-            shared.finish_logged(&p.job, failed, at).await;
+            shared.finish_logged(&p.job, failed, at, true).await;
         }
         // `notify_one` leaves a permit when nobody waits, so a push that lands
         // between the look above and this wait is not missed.
@@ -1833,6 +1897,7 @@ mod tests {
                 shared,
                 number,
                 retired: false,
+                ran: true,
             };
             panic!("a backend panics (on purpose, in a test)");
         }));

@@ -49,10 +49,22 @@ fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
         .poll(&mut Context::from_waker(Waker::noop()))
 }
 
-/// The in-memory backend, except that `start` panics once when told to.
+/// The in-memory backend, except that `start` panics once: before it changes
+/// anything, or after it has made the prediction `processing`.
 struct PanicsAtStart {
     inner: MemoryBackend<Script, u64>,
     armed: AtomicBool,
+    after_applying: bool,
+}
+
+impl PanicsAtStart {
+    fn new(after_applying: bool) -> Self {
+        Self {
+            inner: MemoryBackend::new(Duration::from_secs(60), 100),
+            armed: AtomicBool::new(true),
+            after_applying,
+        }
+    }
 }
 
 impl Backend for PanicsAtStart {
@@ -85,11 +97,19 @@ impl Backend for PanicsAtStart {
         self.inner.input(job).await
     }
     async fn start(&self, job: &Self::Job, at: MemoryStamp) -> Result<Option<Started>> {
+        let started = if self.after_applying {
+            Some(self.inner.start(job, at).await)
+        } else {
+            None
+        };
         assert!(
             !self.armed.swap(false, Ordering::SeqCst),
             "the backend's start panicked"
         );
-        self.inner.start(job, at).await
+        match started {
+            Some(started) => started,
+            None => self.inner.start(job, at).await,
+        }
     }
     async fn finish<F>(
         &self,
@@ -235,41 +255,52 @@ fn a_runtime_that_shuts_down_cancels_what_its_workers_were_running() {
     assert_eq!(model.started.load(Ordering::SeqCst), 3);
 }
 
-/// A backend that panics while a worker runs a prediction takes down that worker's
-/// task, and the prediction with it: it ends `failed` (kind `backend`) with its slot
-/// given back, and the next prediction runs on a worker spawned in its place.
+/// A backend that panics on a worker's task fails that one prediction (kind
+/// `backend`; the panic's message is in the log) and frees its slot, and the worker
+/// calls another for the prediction queued behind it, with no submit needed. Whether
+/// the backend had made the prediction `processing` before it panicked, the
+/// `processing` count ends at 0.
 #[test]
-fn a_backend_panic_fails_the_prediction_its_worker_was_running() {
-    let rt = two_threads();
-    let model = Scripted::default();
-    let backend = PanicsAtStart {
-        inner: MemoryBackend::new(Duration::from_secs(60), 100),
-        armed: AtomicBool::new(true),
-    };
-    rt.block_on(async {
-        let queue = JobQueue::builder(model.clone())
-            .config(QueueConfig::default().capacity(1).concurrency(1))
-            .backend(backend)
-            .build()
-            .expect("valid");
-        let id = queue.submit(Script::ok(5)).await.expect("admitted");
-        let failed = tokio::time::timeout(PATIENCE, queue.wait(id, None))
-            .await
-            .expect("ended in time")
-            .expect("known");
-        assert_eq!(failed.status, Status::Failed, "{failed:?}");
-        let error = failed.error.expect("an error");
-        assert_eq!(error.kind, FailureKind::Backend);
-        assert!(error.message.contains("worker"), "{}", error.message);
-        assert_eq!(model.started.load(Ordering::SeqCst), 0, "never started");
-        // Capacity 1: the slot was given back.
-        let next = queue.submit(Script::ok(5)).await.expect("a slot was free");
-        let done = tokio::time::timeout(PATIENCE, queue.wait(next, None))
-            .await
-            .expect("finished in time")
-            .expect("known");
-        assert_eq!(done.status, Status::Succeeded);
-        let stats = queue.stats();
-        assert_eq!((stats.failed_total, stats.succeeded_total), (1, 1));
-    });
+fn a_backend_panic_fails_only_the_prediction_it_hit() {
+    for after_applying in [false, true] {
+        let rt = two_threads();
+        let model = Scripted::default();
+        rt.block_on(async {
+            let queue = JobQueue::builder(model.clone())
+                .config(QueueConfig::default().capacity(2).concurrency(1))
+                .backend(PanicsAtStart::new(after_applying))
+                .build()
+                .expect("valid");
+            let hit = queue.submit(Script::ok(5)).await.expect("admitted");
+            let behind = queue.submit(Script::ok(5)).await.expect("admitted");
+            let wait = async |id| {
+                tokio::time::timeout(PATIENCE, queue.wait(id, None))
+                    .await
+                    .expect("ended in time")
+                    .expect("known")
+            };
+            let failed = wait(hit).await;
+            assert_eq!(failed.status, Status::Failed, "{failed:?}");
+            let error = failed.error.expect("an error");
+            assert_eq!(error.kind, FailureKind::Backend);
+            assert!(error.message.contains("panicked"), "{}", error.message);
+            assert_eq!(wait(behind).await.status, Status::Succeeded);
+            assert_eq!(model.started.load(Ordering::SeqCst), 1, "only `behind` ran");
+            let stats = queue.stats();
+            assert_eq!(
+                (
+                    stats.processing,
+                    stats.queued,
+                    stats.failed_total,
+                    stats.succeeded_total
+                ),
+                (0, 0, 1, 1),
+                "after_applying {after_applying}: {stats:?}"
+            );
+            // Both slots are free again.
+            for _ in 0..2 {
+                queue.submit(Script::ok(5)).await.expect("a slot was free");
+            }
+        });
+    }
 }
