@@ -924,22 +924,9 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         outcome: Outcome<M::Output>,
         at: B::Stamp,
     ) -> Result<bool> {
-        self.finish_counted(job, outcome, at, true).await
-    }
-
-    /// [`finish`](Self::finish), where `counted` says whether the prediction, if
-    /// `processing`, was counted in [`RunCounters::processing`]: a worker counts it
-    /// after its start, so on the worker's paths before that it is `false`.
-    async fn finish_counted(
-        &self,
-        job: &B::Job,
-        outcome: Outcome<M::Output>,
-        at: B::Stamp,
-        counted: bool,
-    ) -> Result<bool> {
         let applied = self
             .backend
-            .finish(job, outcome, at, |done| self.on_applied(done, counted));
+            .finish(job, outcome, at, |done| self.on_applied(done));
         let Some(done) = applied.await? else {
             return Ok(false);
         };
@@ -947,11 +934,17 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         Ok(true)
     }
 
+    /// A start's bookkeeping, before anyone can see the prediction `processing` (see
+    /// `Backend::start`): counted as running, so that a terminal transition from
+    /// `processing` always finds it counted.
+    fn on_start_applied(&self) {
+        self.runs.processing.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// A terminal transition's bookkeeping that must happen before anyone can see
     /// the terminal status (see `Backend::finish`): counters and the capacity slot.
-    /// `counted`: as for [`finish_counted`](Self::finish_counted).
-    fn on_applied(&self, done: &Finished, counted: bool) {
-        if counted && done.previous == Status::Processing {
+    fn on_applied(&self, done: &Finished) {
+        if done.previous == Status::Processing {
             self.runs.processing.fetch_sub(1, Ordering::AcqRel);
         }
         let idx = match done.status {
@@ -1155,15 +1148,8 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Shared<M, B> {
         PredictionError::timeout(self.config.deadline.unwrap_or_default(), while_status)
     }
 
-    /// [`finish_counted`](Self::finish_counted), with a failure logged.
-    async fn finish_logged(
-        &self,
-        job: &B::Job,
-        outcome: Outcome<M::Output>,
-        at: B::Stamp,
-        counted: bool,
-    ) {
-        if let Err(e) = self.finish_counted(job, outcome, at, counted).await {
+    async fn finish_logged(&self, job: &B::Job, outcome: Outcome<M::Output>, at: B::Stamp) {
+        if let Err(e) = self.finish(job, outcome, at).await {
             tracing::error!(error = %e, "could not record a prediction's outcome");
         }
     }
@@ -1235,7 +1221,6 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
             shared: &shared,
             job: &item.job,
             armed: true,
-            counted: false,
         };
         'run: {
             if called && parallel {
@@ -1257,18 +1242,17 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
             if shared.grace_over.load(Ordering::Acquire) {
                 // Shutdown's grace period is over: nothing new starts.
                 shared
-                    .finish_logged(job, Outcome::Canceled, shared.stamp_now(), false)
+                    .finish_logged(job, Outcome::Canceled, shared.stamp_now())
                     .await;
                 now = None;
                 break 'run;
             }
             let started = now.unwrap_or_else(|| shared.stamp_now());
-            match shared.backend.start(job, started).await {
-                Ok(Some(start)) => {
-                    shared.runs.processing.fetch_add(1, Ordering::AcqRel);
-                    unfinished.counted = true;
-                    shared.on_started(&start);
-                }
+            let applied = shared
+                .backend
+                .start(job, started, |_| shared.on_start_applied());
+            match applied.await {
+                Ok(Some(start)) => shared.on_started(&start),
                 // Canceled or timed out while queued.
                 Ok(None) => {
                     now = None;
@@ -1277,11 +1261,7 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
                 Err(e) => {
                     tracing::error!(error = %e, "could not start a prediction");
                     let failed = Outcome::Failed(PredictionError::backend(&e));
-                    // The backend may have made it `processing` before it failed; this
-                    // worker has not counted it.
-                    shared
-                        .finish_logged(job, failed, shared.stamp_now(), false)
-                        .await;
+                    shared.finish_logged(job, failed, shared.stamp_now()).await;
                     now = None;
                     break 'run;
                 }
@@ -1290,9 +1270,7 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
                 Ok(input) => input,
                 Err(e) => {
                     let failed = Outcome::Failed(PredictionError::backend(&e));
-                    shared
-                        .finish_logged(job, failed, shared.stamp_now(), true)
-                        .await;
+                    shared.finish_logged(job, failed, shared.stamp_now()).await;
                     now = None;
                     break 'run;
                 }
@@ -1314,9 +1292,9 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
             };
             let completed = shared.stamp_now();
             // `finish_logged`, written out: two futures fewer on every prediction's path.
-            let applied = shared.backend.finish(job, outcome, completed, |done| {
-                shared.on_applied(done, true)
-            });
+            let applied = shared
+                .backend
+                .finish(job, outcome, completed, |done| shared.on_applied(done));
             match applied.await {
                 Ok(Some(done)) => shared.on_finished(job, &done),
                 Ok(None) => {}
@@ -1324,9 +1302,7 @@ async fn worker<M: Model, B: Backend<Input = M::Input, Output = M::Output>>(
                     tracing::error!(error = %e, "could not record a prediction's outcome");
                     // Record a failure instead, if the backend can.
                     let failed = Outcome::Failed(PredictionError::backend(&e));
-                    shared
-                        .finish_logged(job, failed, shared.stamp_now(), true)
-                        .await;
+                    shared.finish_logged(job, failed, shared.stamp_now()).await;
                 }
             }
             now = Some(completed);
@@ -1347,8 +1323,6 @@ struct Unfinished<'a, M: Model, B: Backend<Input = M::Input, Output = M::Output>
     job: &'a B::Job,
     /// Cleared once the prediction is terminal (or no longer this worker's).
     armed: bool,
-    /// Whether this worker counted the prediction in `processing`.
-    counted: bool,
 }
 
 impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Drop for Unfinished<'_, M, B> {
@@ -1367,7 +1341,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Unfinished<'_, 
     #[inline(never)]
     fn end(&self) {
         let unwinding = std::thread::panicking();
-        let (shared, job, counted) = (self.shared, self.job, self.counted);
+        let (shared, job) = (self.shared, self.job);
         // Everything in here, logging included, runs inside `catch_unwind`: a panic
         // escaping a destructor during an unwind would abort the process.
         let ended = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -1377,7 +1351,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Unfinished<'_, 
             } else {
                 (Outcome::Canceled, "its worker's runtime shut down")
             };
-            let end = shared.finish_counted(job, outcome, shared.stamp_now(), counted);
+            let end = shared.finish(job, outcome, shared.stamp_now());
             match end.now_or_never() {
                 Some(Ok(true)) => tracing::warn!("a prediction ended early: {why}"),
                 Some(Ok(false)) => {}
@@ -1463,7 +1437,7 @@ async fn deadline_sweeper<M: Model, B: Backend<Input = M::Input, Output = M::Out
         let at = shared.backend.stamp(now);
         for p in &expired {
             let failed = Outcome::Failed(shared.timeout("queued"));
-            shared.finish_logged(&p.job, failed, at, true).await;
+            shared.finish_logged(&p.job, failed, at).await;
         }
         // `notify_one` leaves a permit when nobody waits, so a push that lands
         // between the look above and this wait is not missed.

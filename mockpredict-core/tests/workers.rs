@@ -7,6 +7,7 @@ mod common;
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -16,7 +17,8 @@ use mockpredict_core::backend::{
     Backend, Finished, MemoryBackend, MemoryJob, MemoryStamp, Started,
 };
 use mockpredict_core::{
-    FailureKind, InputRef, JobQueue, Outcome, Prediction, PredictionId, QueueConfig, Result, Status,
+    Error, FailureKind, InputRef, JobQueue, Outcome, Prediction, PredictionId, QueueConfig, Result,
+    Status,
 };
 use tokio::runtime::{Builder, Runtime};
 use tokio::time::Instant;
@@ -49,25 +51,36 @@ fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
         .poll(&mut Context::from_waker(Waker::noop()))
 }
 
-/// The in-memory backend, except that `start` panics once: before it changes
-/// anything, or after it has made the prediction `processing`.
-struct PanicsAtStart {
-    inner: MemoryBackend<Script, u64>,
-    armed: AtomicBool,
-    after_applying: bool,
+/// How [`FaultyStart`]'s first `start` goes wrong.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Panics before changing anything.
+    PanicBefore,
+    /// Makes the prediction `processing`, then panics.
+    PanicAfter,
+    /// Makes the prediction `processing`, then returns an error (say, a store that
+    /// applied a write and lost the connection before answering).
+    ErrorAfter,
 }
 
-impl PanicsAtStart {
-    fn new(after_applying: bool) -> Self {
+/// The in-memory backend, except that its first `start` goes wrong.
+struct FaultyStart {
+    inner: MemoryBackend<Script, u64>,
+    armed: AtomicBool,
+    fault: Fault,
+}
+
+impl FaultyStart {
+    fn new(fault: Fault) -> Self {
         Self {
             inner: MemoryBackend::new(Duration::from_secs(60), 100),
             armed: AtomicBool::new(true),
-            after_applying,
+            fault,
         }
     }
 }
 
-impl Backend for PanicsAtStart {
+impl Backend for FaultyStart {
     type Input = Script;
     type Output = u64;
     type Job = MemoryJob<Script, u64>;
@@ -96,19 +109,28 @@ impl Backend for PanicsAtStart {
     async fn input(&self, job: &Self::Job) -> Result<InputRef<Script>> {
         self.inner.input(job).await
     }
-    async fn start(&self, job: &Self::Job, at: MemoryStamp) -> Result<Option<Started>> {
-        let started = if self.after_applying {
-            Some(self.inner.start(job, at).await)
-        } else {
-            None
-        };
-        assert!(
-            !self.armed.swap(false, Ordering::SeqCst),
-            "the backend's start panicked"
-        );
-        match started {
-            Some(started) => started,
-            None => self.inner.start(job, at).await,
+    async fn start<F>(
+        &self,
+        job: &Self::Job,
+        at: MemoryStamp,
+        on_applied: F,
+    ) -> Result<Option<Started>>
+    where
+        F: FnOnce(&Started) + Send,
+    {
+        if !self.armed.swap(false, Ordering::SeqCst) {
+            return self.inner.start(job, at, on_applied).await;
+        }
+        match self.fault {
+            Fault::PanicBefore => panic!("the backend's start panicked"),
+            Fault::PanicAfter => {
+                self.inner.start(job, at, on_applied).await?;
+                panic!("the backend's start panicked");
+            }
+            Fault::ErrorAfter => {
+                self.inner.start(job, at, on_applied).await?;
+                Err(Error::Backend("connection lost after the write".into()))
+            }
         }
     }
     async fn finish<F>(
@@ -255,20 +277,20 @@ fn a_runtime_that_shuts_down_cancels_what_its_workers_were_running() {
     assert_eq!(model.started.load(Ordering::SeqCst), 3);
 }
 
-/// A backend that panics on a worker's task fails that one prediction (kind
-/// `backend`; the panic's message is in the log) and frees its slot, and the worker
-/// calls another for the prediction queued behind it, with no submit needed. Whether
-/// the backend had made the prediction `processing` before it panicked, the
-/// `processing` count ends at 0.
+/// A backend whose `start` panics or fails fails that one prediction (kind
+/// `backend`; a panic's message is in the log) and frees its slot, and the prediction
+/// queued behind it runs with no submit needed (a panicked worker calls another).
+/// Whether the backend had made the prediction `processing` or not, the `processing`
+/// count ends at 0.
 #[test]
-fn a_backend_panic_fails_only_the_prediction_it_hit() {
-    for after_applying in [false, true] {
+fn a_faulty_backend_start_fails_only_the_prediction_it_hit() {
+    for fault in [Fault::PanicBefore, Fault::PanicAfter, Fault::ErrorAfter] {
         let rt = two_threads();
         let model = Scripted::default();
         rt.block_on(async {
             let queue = JobQueue::builder(model.clone())
                 .config(QueueConfig::default().capacity(2).concurrency(1))
-                .backend(PanicsAtStart::new(after_applying))
+                .backend(FaultyStart::new(fault))
                 .build()
                 .expect("valid");
             let hit = queue.submit(Script::ok(5)).await.expect("admitted");
@@ -280,11 +302,15 @@ fn a_backend_panic_fails_only_the_prediction_it_hit() {
                     .expect("known")
             };
             let failed = wait(hit).await;
-            assert_eq!(failed.status, Status::Failed, "{failed:?}");
+            assert_eq!(failed.status, Status::Failed, "{fault:?}: {failed:?}");
             let error = failed.error.expect("an error");
-            assert_eq!(error.kind, FailureKind::Backend);
-            assert!(error.message.contains("panicked"), "{}", error.message);
-            assert_eq!(wait(behind).await.status, Status::Succeeded);
+            assert_eq!(error.kind, FailureKind::Backend, "{fault:?}");
+            let said = match fault {
+                Fault::ErrorAfter => "connection lost",
+                Fault::PanicBefore | Fault::PanicAfter => "panicked",
+            };
+            assert!(error.message.contains(said), "{fault:?}: {}", error.message);
+            assert_eq!(wait(behind).await.status, Status::Succeeded, "{fault:?}");
             assert_eq!(model.started.load(Ordering::SeqCst), 1, "only `behind` ran");
             let stats = queue.stats();
             assert_eq!(
@@ -295,7 +321,7 @@ fn a_backend_panic_fails_only_the_prediction_it_hit() {
                     stats.succeeded_total
                 ),
                 (0, 0, 1, 1),
-                "after_applying {after_applying}: {stats:?}"
+                "{fault:?}: {stats:?}"
             );
             // Both slots are free again.
             for _ in 0..2 {
@@ -303,4 +329,101 @@ fn a_backend_panic_fails_only_the_prediction_it_hit() {
             }
         });
     }
+}
+
+/// A runtime dropped while its thread unwinds from a panic of its own (a test that
+/// fails while its runtime holds a worker) ends the prediction that worker was running
+/// and leaves the rest queued; the replacement worker its panicking drop calls is
+/// dropped with the runtime too, unpolled, and calls no other in turn.
+#[test]
+fn a_runtime_dropped_by_an_unrelated_panic_loses_nothing() {
+    let home = two_threads();
+    let model = Scripted::default();
+    let config = QueueConfig::default().capacity(3).concurrency(1);
+    let queue = home
+        .block_on(async { JobQueue::new(model.clone(), config) })
+        .expect("valid");
+    let unwound = std::thread::spawn({
+        let queue = queue.clone();
+        move || {
+            let doomed = one_thread();
+            doomed.block_on(async {
+                let running = queue.submit(Script::ok(LONG_MS)).await.expect("admitted");
+                queue.submit(Script::ok(5)).await.expect("admitted");
+                until(&queue, running, Status::Processing).await;
+            });
+            panic!("a test fails (on purpose) while its runtime holds a worker");
+        }
+    })
+    .join();
+    assert!(unwound.is_err());
+    home.block_on(async {
+        let stats = queue.stats();
+        assert_eq!(
+            (stats.processing, stats.queued, stats.failed_total),
+            (0, 1, 1),
+            "{stats:?}"
+        );
+        let next = queue.submit(Script::ok(5)).await.expect("a slot was free");
+        let done = tokio::time::timeout(PATIENCE, queue.wait(next, None))
+            .await
+            .expect("finished in time")
+            .expect("known");
+        assert_eq!(done.status, Status::Succeeded);
+        let stats = queue.stats();
+        assert_eq!((stats.processing, stats.queued), (0, 0), "{stats:?}");
+    });
+}
+
+/// `processing` is counted before a prediction can be seen `processing`: a client
+/// that cancels the moment it sees that status never makes the count go below zero
+/// (it read `usize::MAX` for an instant when the worker counted after the start).
+#[test]
+fn the_processing_count_never_reads_below_zero() {
+    const CONCURRENCY: usize = 8;
+    let rt = Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = QueueConfig::default().capacity(64).concurrency(CONCURRENCY);
+    let queue = rt
+        .block_on(async { JobQueue::new(Scripted::default(), config) })
+        .expect("valid");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let (queue, stop) = (queue.clone(), Arc::clone(&stop));
+        move || {
+            let mut most = 0;
+            while !stop.load(Ordering::Relaxed) {
+                most = queue.stats().processing.max(most);
+            }
+            most
+        }
+    });
+    rt.block_on(async {
+        for _ in 0..1000 {
+            let id = queue.submit(Script::ok(1)).await.expect("admitted");
+            let canceler = tokio::spawn({
+                let queue = queue.clone();
+                async move {
+                    let mut changes = queue.subscribe(id).await.expect("known");
+                    while let Some(p) = changes.next().await {
+                        if p.status == Status::Processing {
+                            let _ = queue.cancel(id).await;
+                        }
+                    }
+                }
+            });
+            tokio::time::timeout(PATIENCE, queue.wait(id, None))
+                .await
+                .expect("ended in time")
+                .expect("known");
+            canceler.await.expect("the canceler ran");
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    let most = sampler.join().expect("the sampler ran");
+    assert!(most <= CONCURRENCY, "processing read {most}");
+    assert_eq!(queue.stats().processing, 0);
 }

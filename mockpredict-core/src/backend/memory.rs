@@ -333,7 +333,15 @@ where
         ))
     }
 
-    async fn start(&self, job: &Self::Job, at: MemoryStamp) -> Result<Option<Started>> {
+    async fn start<F>(
+        &self,
+        job: &Self::Job,
+        at: MemoryStamp,
+        on_applied: F,
+    ) -> Result<Option<Started>>
+    where
+        F: FnOnce(&Started) + Send,
+    {
         let started = {
             let mut st = job.0.state();
             if !matches!(st.phase, Phase::Queued) {
@@ -342,13 +350,16 @@ where
             st.phase = Phase::Processing;
             // Never before its admission, whatever stamp the worker reused.
             st.started = at.max(job.0.created);
-            st.started
+            let started = Started {
+                id: job.0.id,
+                queue_time: st.started.since(job.0.created),
+            };
+            // Under the lock: no reader sees `processing` before it runs.
+            on_applied(&started);
+            started
         };
         job.0.wake();
-        Ok(Some(Started {
-            id: job.0.id,
-            queue_time: started.since(job.0.created),
-        }))
+        Ok(Some(started))
     }
 
     async fn finish<F>(
@@ -508,7 +519,7 @@ mod tests {
             .insert(PredictionId::new_v4(), 1, created)
             .await
             .expect("stored");
-        let started = backend.start(&job, early).await.expect("started");
+        let started = backend.start(&job, early, |_| {}).await.expect("started");
         assert_eq!(started.map(|s| s.queue_time), Some(Duration::ZERO));
         let done = backend
             .finish(&job, Outcome::Succeeded(3), early, |_| {})

@@ -114,14 +114,23 @@ pub trait Backend: Send + Sync + 'static {
     /// nothing) when the prediction is no longer queued, e.g. it was canceled
     /// meanwhile.
     ///
+    /// `on_applied` runs exactly once when the transition applies, *before* the new
+    /// status is visible to any reader, as [`finish`](Backend::finish)'s does: the
+    /// queue counts the prediction as running there, so that a cancel (which
+    /// uncounts it when it finds it `processing`) can never come first, whatever
+    /// happens to this call afterwards. It must be quick and must not block.
+    ///
     /// # Errors
     ///
     /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
-    fn start(
+    fn start<F>(
         &self,
         job: &Self::Job,
         at: Self::Stamp,
-    ) -> impl Future<Output = Result<Option<Started>>> + Send;
+        on_applied: F,
+    ) -> impl Future<Output = Result<Option<Started>>> + Send
+    where
+        F: FnOnce(&Started) + Send;
 
     /// Moves a `queued` or `processing` prediction to the outcome's terminal status,
     /// reached `at` (recorded no earlier than its start), and starts its retention.
