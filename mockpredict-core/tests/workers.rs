@@ -44,6 +44,15 @@ fn one_thread() -> Runtime {
         .expect("runtime")
 }
 
+/// A queue over a [`Scripted`] model, built in `rt`, and the model (for its counters).
+fn queue_in(rt: &Runtime, config: QueueConfig) -> (JobQueue<Scripted>, Scripted) {
+    let model = Scripted::default();
+    let queue = rt
+        .block_on(async { JobQueue::new(model.clone(), config) })
+        .expect("valid");
+    (queue, model)
+}
+
 /// Polls `f` once, outside any runtime.
 fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
     pin!(f)
@@ -181,10 +190,7 @@ async fn until(queue: &JobQueue<Scripted>, id: PredictionId, status: Status) {
 #[test]
 fn a_submit_from_outside_any_runtime_runs_on_the_queue_s_runtime() {
     let rt = two_threads();
-    let model = Scripted::default();
-    let queue = rt
-        .block_on(async { JobQueue::new(model.clone(), QueueConfig::default()) })
-        .expect("valid");
+    let (queue, model) = queue_in(&rt, QueueConfig::default());
     let submitted = std::thread::spawn({
         let queue = queue.clone();
         move || {
@@ -212,9 +218,7 @@ fn a_submit_from_outside_any_runtime_runs_on_the_queue_s_runtime() {
 #[test]
 fn a_submit_from_another_runtime_runs_there() {
     let home = two_threads();
-    let queue = home
-        .block_on(async { JobQueue::new(Scripted::default(), QueueConfig::default()) })
-        .expect("valid");
+    let (queue, _) = queue_in(&home, QueueConfig::default());
     let other = one_thread();
     let done = other.block_on(async {
         let id = queue.submit(Script::ok(5)).await.expect("admitted");
@@ -234,11 +238,7 @@ fn a_submit_from_another_runtime_runs_there() {
 #[test]
 fn a_runtime_that_shuts_down_cancels_what_its_workers_were_running() {
     let first = two_threads();
-    let model = Scripted::default();
-    let config = QueueConfig::default().capacity(2).concurrency(1);
-    let queue = first
-        .block_on(async { JobQueue::new(model.clone(), config) })
-        .expect("valid");
+    let (queue, model) = queue_in(&first, QueueConfig::default().capacity(2).concurrency(1));
     let (running, waiting) = first.block_on(async {
         let running = queue.submit(Script::ok(LONG_MS)).await.expect("admitted");
         let waiting = queue.submit(Script::ok(5)).await.expect("admitted");
@@ -338,11 +338,7 @@ fn a_faulty_backend_start_fails_only_the_prediction_it_hit() {
 #[test]
 fn a_runtime_dropped_by_an_unrelated_panic_loses_nothing() {
     let home = two_threads();
-    let model = Scripted::default();
-    let config = QueueConfig::default().capacity(3).concurrency(1);
-    let queue = home
-        .block_on(async { JobQueue::new(model.clone(), config) })
-        .expect("valid");
+    let (queue, _) = queue_in(&home, QueueConfig::default().capacity(3).concurrency(1));
     let unwound = std::thread::spawn({
         let queue = queue.clone();
         move || {
@@ -387,9 +383,7 @@ fn the_processing_count_never_reads_below_zero() {
         .build()
         .expect("runtime");
     let config = QueueConfig::default().capacity(64).concurrency(CONCURRENCY);
-    let queue = rt
-        .block_on(async { JobQueue::new(Scripted::default(), config) })
-        .expect("valid");
+    let (queue, _) = queue_in(&rt, config);
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = std::thread::spawn({
         let (queue, stop) = (queue.clone(), Arc::clone(&stop));
