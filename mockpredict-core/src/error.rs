@@ -159,8 +159,8 @@ impl PredictionError {
         }
     }
 
-    /// The worker running the prediction panicked outside the model's polls and the
-    /// backend calls it guards: the panic's message is in the log.
+    /// The worker running the prediction panicked outside the model's polls (in a
+    /// backend's code, say): the panic's message is in the log.
     pub(crate) fn worker_panicked() -> Self {
         Self {
             kind: FailureKind::Backend,

@@ -60,7 +60,7 @@ fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
         .poll(&mut Context::from_waker(Waker::noop()))
 }
 
-/// How [`FaultyStart`]'s first `start` goes wrong.
+/// How [`Faulty`]'s first `start` goes wrong.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     /// Panics before changing anything.
@@ -70,16 +70,18 @@ enum Fault {
     /// Makes the prediction `processing`, then returns an error (say, a store that
     /// applied a write and lost the connection before answering).
     ErrorAfter,
+    /// Leaves `start` alone; the first `finish` fails without changing anything.
+    FinishFails,
 }
 
-/// The in-memory backend, except that its first `start` goes wrong.
-struct FaultyStart {
+/// The in-memory backend, except that its first `start` (or `finish`) goes wrong.
+struct Faulty {
     inner: MemoryBackend<Script, u64>,
     armed: AtomicBool,
     fault: Fault,
 }
 
-impl FaultyStart {
+impl Faulty {
     fn new(fault: Fault) -> Self {
         Self {
             inner: MemoryBackend::new(Duration::from_secs(60), 100),
@@ -89,7 +91,7 @@ impl FaultyStart {
     }
 }
 
-impl Backend for FaultyStart {
+impl Backend for Faulty {
     type Input = Script;
     type Output = u64;
     type Job = MemoryJob<Script, u64>;
@@ -127,16 +129,18 @@ impl Backend for FaultyStart {
     where
         F: FnOnce(&Started) + Send,
     {
-        if !self.armed.swap(false, Ordering::SeqCst) {
-            return self.inner.start(job, at, on_applied).await;
-        }
-        match self.fault {
-            Fault::PanicBefore => panic!("the backend's start panicked"),
-            Fault::PanicAfter => {
+        let fault = match self.fault {
+            Fault::FinishFails => None,
+            fault => self.armed.swap(false, Ordering::SeqCst).then_some(fault),
+        };
+        match fault {
+            None | Some(Fault::FinishFails) => self.inner.start(job, at, on_applied).await,
+            Some(Fault::PanicBefore) => panic!("the backend's start panicked"),
+            Some(Fault::PanicAfter) => {
                 self.inner.start(job, at, on_applied).await?;
                 panic!("the backend's start panicked");
             }
-            Fault::ErrorAfter => {
+            Some(Fault::ErrorAfter) => {
                 self.inner.start(job, at, on_applied).await?;
                 Err(Error::Backend("connection lost after the write".into()))
             }
@@ -152,6 +156,9 @@ impl Backend for FaultyStart {
     where
         F: FnOnce(&Finished) + Send,
     {
+        if matches!(self.fault, Fault::FinishFails) && self.armed.swap(false, Ordering::SeqCst) {
+            return Err(Error::Backend("connection lost before the write".into()));
+        }
         self.inner.finish(job, outcome, at, on_applied).await
     }
     fn wake(&self, job: &Self::Job) {
@@ -290,7 +297,7 @@ fn a_faulty_backend_start_fails_only_the_prediction_it_hit() {
         rt.block_on(async {
             let queue = JobQueue::builder(model.clone())
                 .config(QueueConfig::default().capacity(2).concurrency(1))
-                .backend(FaultyStart::new(fault))
+                .backend(Faulty::new(fault))
                 .build()
                 .expect("valid");
             let hit = queue.submit(Script::ok(5)).await.expect("admitted");
@@ -306,7 +313,7 @@ fn a_faulty_backend_start_fails_only_the_prediction_it_hit() {
             let error = failed.error.expect("an error");
             assert_eq!(error.kind, FailureKind::Backend, "{fault:?}");
             let said = match fault {
-                Fault::ErrorAfter => "connection lost",
+                Fault::ErrorAfter | Fault::FinishFails => "connection lost",
                 Fault::PanicBefore | Fault::PanicAfter => "panicked",
             };
             assert!(error.message.contains(said), "{fault:?}: {}", error.message);
@@ -420,4 +427,42 @@ fn the_processing_count_never_reads_below_zero() {
     let most = sampler.join().expect("the sampler ran");
     assert!(most <= CONCURRENCY, "processing read {most}");
     assert_eq!(queue.stats().processing, 0);
+}
+
+/// A backend that cannot record a prediction's outcome (its `finish` fails) gets a
+/// failure recorded instead, if it can: waiters get an answer, the slot is freed.
+#[test]
+fn an_outcome_the_backend_cannot_record_becomes_a_failure() {
+    let rt = two_threads();
+    let model = Scripted::default();
+    rt.block_on(async {
+        let queue = JobQueue::builder(model.clone())
+            .config(QueueConfig::default().capacity(1).concurrency(1))
+            .backend(Faulty::new(Fault::FinishFails))
+            .build()
+            .expect("valid");
+        let id = queue.submit(Script::ok(5)).await.expect("admitted");
+        let ended = tokio::time::timeout(PATIENCE, queue.wait(id, None))
+            .await
+            .expect("ended in time")
+            .expect("known");
+        assert_eq!(ended.status, Status::Failed, "{ended:?}");
+        let error = ended.error.expect("an error");
+        assert_eq!(error.kind, FailureKind::Backend);
+        assert!(
+            error.message.contains("connection lost"),
+            "{}",
+            error.message
+        );
+        assert_eq!(queue.stats().processing, 0);
+        let next = queue
+            .submit(Script::ok(5))
+            .await
+            .expect("the slot was freed");
+        let done = tokio::time::timeout(PATIENCE, queue.wait(next, None))
+            .await
+            .expect("finished in time")
+            .expect("known");
+        assert_eq!(done.status, Status::Succeeded);
+    });
 }
