@@ -15,7 +15,8 @@ use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
     ACCESS_CONTROL_REQUEST_METHOD, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING,
-    CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, ORIGIN, VARY,
+    CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, ORIGIN,
+    TRANSFER_ENCODING, VARY,
 };
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
@@ -723,7 +724,7 @@ const PREFER: HeaderName = HeaderName::from_static("prefer");
 const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
 
 /// The preferences of RFC 7240 that matter here; unknown or malformed ones are ignored,
-/// as the RFC asks.
+/// and of one given more than once only the first counts, as the RFC asks (§2).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Prefer {
     respond_async: bool,
@@ -733,6 +734,7 @@ struct Prefer {
 impl Prefer {
     fn parse(headers: &HeaderMap) -> Self {
         let mut prefer = Prefer::default();
+        let mut wait_seen = false;
         for value in headers.get_all(&PREFER) {
             let Ok(value) = value.to_str() else { continue };
             for token in value.split(',') {
@@ -744,10 +746,9 @@ impl Prefer {
                 };
                 if name.eq_ignore_ascii_case("respond-async") {
                     prefer.respond_async = true;
-                } else if name.eq_ignore_ascii_case("wait") {
-                    if let Some(secs) = val.and_then(parse_delta_seconds) {
-                        prefer.wait = Some(secs);
-                    }
+                } else if name.eq_ignore_ascii_case("wait") && !wait_seen {
+                    wait_seen = true;
+                    prefer.wait = val.and_then(parse_delta_seconds);
                 }
             }
         }
@@ -822,8 +823,11 @@ fn parse_seconds(v: &str, name: &str, cap: Duration) -> Result<Duration, ApiErro
 }
 
 /// A path ID that is not a UUID cannot name a prediction: 404, like an unknown one.
+/// Percent-decoded first: `%2D` is `-` (RFC 3986 §2.3).
 fn parse_id(id: &str) -> Result<PredictionId, ApiError> {
-    id.parse().map_err(|_| ApiError::PredictionNotFound)
+    percent_decode(id)
+        .parse()
+        .map_err(|_| ApiError::PredictionNotFound)
 }
 
 /// JSON, or no `Content-Type` at all (the original, FastAPI, parsed such bodies as
@@ -831,21 +835,38 @@ fn parse_id(id: &str) -> Result<PredictionId, ApiError> {
 /// the server decodes none (a gzip body would otherwise read as malformed JSON, and a
 /// coded body that happens to be JSON text would be taken at face value).
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    for coding in headers.get_all(CONTENT_ENCODING) {
-        let refused = coding
-            .as_bytes()
-            .split(|&b| b == b',')
-            .map(<[u8]>::trim_ascii)
-            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"));
-        if refused {
-            return Err(ApiError::UnsupportedEncoding(
-                String::from_utf8_lossy(coding.as_bytes()).into_owned(),
-            ));
+    // Content codings, and transfer codings but `chunked` (which hyper decodes; it
+    // passes any other on undecoded).
+    let codings = [
+        (CONTENT_ENCODING, &b"identity"[..]),
+        (TRANSFER_ENCODING, b"chunked"),
+    ];
+    for (header, accepted) in codings {
+        for coding in headers.get_all(header) {
+            let refused = coding
+                .as_bytes()
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(accepted));
+            if refused {
+                return Err(ApiError::UnsupportedEncoding(
+                    String::from_utf8_lossy(coding.as_bytes()).into_owned(),
+                ));
+            }
         }
     }
-    let Some(ct) = headers.get(CONTENT_TYPE) else {
+    let mut types = headers.get_all(CONTENT_TYPE).iter();
+    let Some(ct) = types.next() else {
         return Ok(());
     };
+    // A singleton field (RFC 9110 §8.3): two values leave the body's type unknown.
+    if let Some(other) = types.next() {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "{}, {}",
+            String::from_utf8_lossy(ct.as_bytes()),
+            String::from_utf8_lossy(other.as_bytes())
+        )));
+    }
     let bytes = ct.as_bytes();
     let essence = bytes
         .split(|&b| b == b';')
@@ -1256,6 +1277,19 @@ mod tests {
         );
         assert_eq!(Prefer::parse(&prefer("wait=soon")), Prefer::default());
         assert_eq!(Prefer::parse(&prefer("wait=-1")), Prefer::default());
+        // Given twice, the first counts (RFC 7240 §2), even when it is malformed and so
+        // ignored, and in a later header too.
+        assert_eq!(Prefer::parse(&prefer("wait=1, wait=0")).wait, Some(1));
+        assert_eq!(Prefer::parse(&prefer("wait=soon, wait=5")).wait, None);
+        let mut two = prefer("respond-async, wait=3");
+        two.append(PREFER, HeaderValue::from_static("wait=7"));
+        assert_eq!(
+            Prefer::parse(&two),
+            Prefer {
+                respond_async: true,
+                wait: Some(3)
+            }
+        );
         // Too large for a u64 is a long wait, not a malformed one.
         assert_eq!(
             choose_mode(None, &prefer("wait=99999999999999999999999"), t).ok(),
@@ -1626,6 +1660,55 @@ mod tests {
             check_content_type(&h).is_err(),
             "a second header counts too"
         );
+    }
+
+    /// hyper decodes `chunked` and passes any other transfer coding on undecoded: such
+    /// a body is refused (415) as a content-coded one is.
+    #[test]
+    fn transfer_codings_other_than_chunked_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("Chunked"));
+        assert!(check_content_type(&h).is_ok());
+        for refused in ["gzip, chunked", "deflate,chunked", "x-unknown"] {
+            h.insert(TRANSFER_ENCODING, HeaderValue::from_static(refused));
+            assert_eq!(
+                check_content_type(&h),
+                Err(ApiError::UnsupportedEncoding(refused.into())),
+                "{refused:?}"
+            );
+        }
+    }
+
+    /// `Content-Type` is a singleton: a second one makes the body's type unknown,
+    /// whichever comes first.
+    #[test]
+    fn two_content_types_are_refused() {
+        for (first, second) in [
+            ("application/json", "text/plain"),
+            ("text/plain", "application/json"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(first));
+            h.append(CONTENT_TYPE, HeaderValue::from_static(second));
+            assert_eq!(
+                check_content_type(&h),
+                Err(ApiError::UnsupportedMediaType(format!("{first}, {second}")))
+            );
+        }
+    }
+
+    /// Percent-escapes in a path ID are decoded (`%2D` is `-`); what is still not a
+    /// UUID is an unknown ID.
+    #[test]
+    fn path_ids_are_percent_decoded() {
+        let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        let expected: PredictionId = id.parse().expect("a UUID");
+        assert_eq!(parse_id(&id.replace('-', "%2D")), Ok(expected));
+        assert_eq!(parse_id(&format!("%7B{id}%7D")), Ok(expected));
+        for bad in ["nope", "%zz", &id.replace('-', "%2")] {
+            assert_eq!(parse_id(bad), Err(ApiError::PredictionNotFound), "{bad:?}");
+        }
     }
 
     #[test]

@@ -65,6 +65,13 @@ struct Flags {
     #[arg(long, env = "MOCKPREDICT_RESULT_TTL", default_value = "1h")]
     result_ttl: humantime::Duration,
 
+    /// Most finished predictions kept for polling; beyond it the oldest are forgotten
+    /// (404) before their --result-ttl. With --capacity and --max-body it bounds
+    /// memory: the mock keeps each input twice (as input and in the output). 0 keeps
+    /// none: only callers already waiting see a result.
+    #[arg(long, env = "MOCKPREDICT_MAX_RETAINED", default_value_t = 100_000)]
+    max_retained: usize,
+
     /// Longest a prediction may take from admission to end before it fails with a
     /// timeout (default: no limit).
     #[arg(long, env = "MOCKPREDICT_DEADLINE")]
@@ -204,6 +211,7 @@ impl TryFrom<Flags> for Settings {
             .capacity(f.capacity)
             .concurrency(f.concurrency)
             .result_ttl(capped(f.result_ttl))
+            .max_retained(f.max_retained)
             .deadline(f.deadline.map(capped));
         queue.validate().context("invalid queue flags")?;
         let cors: Cors = match f.cors_origin.parse() {

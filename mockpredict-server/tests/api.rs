@@ -499,6 +499,32 @@ async fn a_chunked_body_over_the_limit_is_cut_off_with_413() {
     assert!(text.contains("payload_too_large"), "{text}");
 }
 
+/// hyper decodes only `chunked`: a body under another transfer coding would reach
+/// the JSON parser still coded, so it is refused as a content-coded one is.
+#[tokio::test]
+async fn a_transfer_coding_other_than_chunked_gets_415() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start_with(mock("5ms"), QueueConfig::default(), ServerConfig::default()).await;
+    let mut tcp = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    let body = r#"{"input":"x"}"#;
+    let req = format!(
+        "POST {PREDICT} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n\
+         transfer-encoding: gzip, chunked\r\nconnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut text))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(text.starts_with("HTTP/1.1 415"), "{text}");
+    assert!(text.contains("unsupported_media_type"), "{text}");
+    assert!(text.contains("gzip, chunked"), "{text}");
+}
+
 #[tokio::test]
 async fn a_full_queue_answers_429_with_retry_after() {
     let queue = QueueConfig::default().capacity(1);

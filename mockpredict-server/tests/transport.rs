@@ -819,6 +819,47 @@ async fn binary_flag_given_twice_takes_its_last_value() {
     server.stop("TERM").await;
 }
 
+/// `--max-retained` bounds the finished predictions kept: past it the oldest is
+/// forgotten (404) long before its TTL, and `mockpredict_retained` stays at the cap.
+#[tokio::test]
+async fn binary_max_retained_forgets_the_oldest_results() {
+    let mut server = spawn_server(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--latency",
+            "5ms",
+            "--max-retained",
+            "2",
+        ],
+        &[],
+    )
+    .await;
+    let _log = server.drain_log();
+    let base = format!("http://{}{PREDICT}", server.addr);
+    let mut ids = Vec::new();
+    for input in ["a", "b", "c"] {
+        let id = submit_id(&base, input).await;
+        // Finished before the next is submitted: completion order is submit order.
+        let r = get(&format!("{base}/{id}?wait=5")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        ids.push(id);
+    }
+    assert_eq!(
+        get(&format!("{base}/{}", ids[0])).await.status,
+        StatusCode::NOT_FOUND
+    );
+    for id in &ids[1..] {
+        assert_eq!(get(&format!("{base}/{id}")).await.status, StatusCode::OK);
+    }
+    let metrics = get(&format!("http://{}/metrics", server.addr)).await.text();
+    assert!(
+        metrics.lines().any(|l| l == "mockpredict_retained 2"),
+        "{metrics}"
+    );
+    server.stop("TERM").await;
+}
+
 #[tokio::test]
 async fn binary_access_lines_arrive_while_it_runs() {
     let mut server = spawn_server(&["--bind", "127.0.0.1:0", "--latency", "5ms"], &[]).await;
