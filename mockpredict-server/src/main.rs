@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, ValueEnum};
-use mockpredict_core::{Latency, MockModel, QueueConfig};
-use mockpredict_server::{App, Cors, ServerConfig};
+use mockpredict_core::backend::MemoryBackend;
+use mockpredict_core::{JobQueue, Latency, MockModel, MockOutput, QueueConfig};
+use mockpredict_server::{App, Cors, Metrics, ServerConfig};
 
 mod logging;
 
@@ -66,11 +67,16 @@ struct Flags {
     result_ttl: humantime::Duration,
 
     /// Most finished predictions kept for polling; beyond it the oldest are forgotten
-    /// (404) before their --result-ttl. With --capacity and --max-body it bounds
-    /// memory: the mock keeps each input twice (as input and in the output). 0 keeps
-    /// none: only callers already waiting see a result.
+    /// (404) before their --result-ttl. 0 keeps none: only callers already waiting
+    /// see a result.
     #[arg(long, env = "MOCKPREDICT_MAX_RETAINED", default_value_t = 100_000)]
     max_retained: usize,
+
+    /// Most bytes of input and output text that finished predictions keep in all
+    /// (`1GiB`, `512MiB`); beyond it the oldest are forgotten, whatever their count.
+    /// The mock's output repeats its input, so each counts about twice its input.
+    #[arg(long, env = "MOCKPREDICT_MAX_RETAINED_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
+    max_retained_bytes: usize,
 
     /// Longest a prediction may take from admission to end before it fails with a
     /// timeout (default: no limit).
@@ -195,6 +201,8 @@ struct Settings {
     bind: String,
     model: MockModel,
     queue: QueueConfig,
+    /// The retained predictions' byte budget (`--max-retained-bytes`).
+    max_retained_bytes: usize,
     server: ServerConfig,
 }
 
@@ -240,6 +248,7 @@ impl TryFrom<Flags> for Settings {
             bind: f.bind,
             model,
             queue,
+            max_retained_bytes: f.max_retained_bytes,
             server,
         })
     }
@@ -323,13 +332,32 @@ fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
+/// The mock's queue on the in-memory backend with the byte budget, and the API over it
+/// (what [`App::new`] builds, plus the budget, which needs to know the mock's types).
+fn app(settings: Settings) -> anyhow::Result<App<MockModel>> {
+    let retention = MemoryBackend::new(settings.queue.result_ttl, settings.queue.max_retained)
+        .with_max_bytes(
+            settings.max_retained_bytes,
+            |input: &String, output: Option<&MockOutput>| {
+                input.len() + output.map_or(0, |o| o.input.len() + o.result.len())
+            },
+        );
+    let metrics = Metrics::new();
+    let queue = JobQueue::builder(settings.model)
+        .config(settings.queue)
+        .backend(retention)
+        .observer(metrics.observer())
+        .build()?;
+    Ok(App::from_queue(queue, metrics, settings.server))
+}
+
 async fn run(settings: Settings) -> anyhow::Result<()> {
     raise_open_file_limit(settings.server.max_connections);
     let listener = tokio::net::TcpListener::bind(&settings.bind)
         .await
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let app = App::new(settings.model, settings.queue, settings.server)?;
+    let app = app(settings)?;
     tracing::info!(
         %addr,
         model = "mock",

@@ -839,11 +839,8 @@ async fn binary_max_retained_forgets_the_oldest_results() {
     let base = format!("http://{}{PREDICT}", server.addr);
     let mut ids = Vec::new();
     for input in ["a", "b", "c"] {
-        let id = submit_id(&base, input).await;
         // Finished before the next is submitted: completion order is submit order.
-        let r = get(&format!("{base}/{id}?wait=5")).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        ids.push(id);
+        ids.push(finished_prediction(&base, input).await);
     }
     assert_eq!(
         get(&format!("{base}/{}", ids[0])).await.status,
@@ -858,6 +855,55 @@ async fn binary_max_retained_forgets_the_oldest_results() {
         "{metrics}"
     );
     server.stop("TERM").await;
+}
+
+/// `--max-retained-bytes` bounds what finished predictions keep by their text: a
+/// large input evicts the results before it, however few, and stays as the newest.
+#[tokio::test]
+async fn binary_max_retained_bytes_forgets_the_oldest_results() {
+    let mut server = spawn_server(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--latency",
+            "5ms",
+            "--max-retained-bytes",
+            "2KiB",
+        ],
+        &[],
+    )
+    .await;
+    let _log = server.drain_log();
+    let base = format!("http://{}{PREDICT}", server.addr);
+    // Each weighs about 800 bytes: the mock's output repeats the input.
+    let mut small = Vec::new();
+    for _ in 0..2 {
+        small.push(finished_prediction(&base, &"x".repeat(400)).await);
+    }
+    for id in &small {
+        assert_eq!(get(&format!("{base}/{id}")).await.status, StatusCode::OK);
+    }
+    // About 3,000 bytes, over the budget on its own.
+    let large = finished_prediction(&base, &"y".repeat(1500)).await;
+    for id in &small {
+        let r = get(&format!("{base}/{id}")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    }
+    assert_eq!(get(&format!("{base}/{large}")).await.status, StatusCode::OK);
+    let metrics = get(&format!("http://{}/metrics", server.addr)).await.text();
+    assert!(
+        metrics.lines().any(|l| l == "mockpredict_retained 1"),
+        "{metrics}"
+    );
+    server.stop("TERM").await;
+}
+
+/// Submits `input` to the predict URL `base` and waits until it has finished; its ID.
+async fn finished_prediction(base: &str, input: &str) -> String {
+    let id = submit_id(base, input).await;
+    let r = get(&format!("{base}/{id}?wait=5")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    id
 }
 
 #[tokio::test]

@@ -185,9 +185,31 @@ impl Anchor {
 const PURGE_BATCH: usize = 256;
 
 /// Finished records in completion order, each with its ID's
-/// [`sequence`](PredictionId::sequence): evicting the oldest then reads nothing from
-/// its record, long out of cache by then.
-type Retained<I, O> = VecDeque<(u32, Arc<Entry<I, O>>)>;
+/// [`sequence`](PredictionId::sequence) and weight (in the padding beside it): evicting
+/// the oldest then reads nothing from its record, long out of cache by then.
+struct Retained<I, O> {
+    list: VecDeque<Kept<I, O>>,
+    /// The weights' sum (0 without a [`Budget`]).
+    bytes: usize,
+}
+
+impl<I, O> Retained<I, O> {
+    /// Takes the oldest off the list, with its weight.
+    fn pop_front(&mut self) -> Option<(u32, Arc<Entry<I, O>>)> {
+        let (sequence, weight, record) = self.list.pop_front()?;
+        self.bytes -= weight as usize;
+        Some((sequence, record))
+    }
+}
+
+/// A retained record: its ID's sequence, its weight, and the record.
+type Kept<I, O> = (u32, u32, Arc<Entry<I, O>>);
+
+/// A cap on the bytes retained, and how to weigh a finished prediction.
+struct Budget<I, O> {
+    max_bytes: usize,
+    weigh: fn(&I, Option<&O>) -> usize,
+}
 
 /// Predictions kept in this process's memory: the embedded default backend.
 ///
@@ -201,6 +223,9 @@ type Retained<I, O> = VecDeque<(u32, Arc<Entry<I, O>>)>;
 /// the queue runs. At most an eighth of `max_retained`, and 128, wait this way (none
 /// if `max_retained` is under 256). So the `Drop` of an input or output runs on a
 /// worker, in a submit or in the purge task; it must not panic or block.
+///
+/// With [`with_max_bytes`](Self::with_max_bytes), the oldest also go while the
+/// retained predictions weigh more than a budget.
 ///
 /// Records are found by ID in slots direct-mapped by the admission number that ends
 /// the IDs a [`JobQueue`](crate::JobQueue) makes, so that consecutive predictions sit
@@ -217,6 +242,7 @@ pub struct MemoryBackend<I, O> {
     /// completion order is expiry order and the front is always the next to expire.
     /// Never held together with an ID shard's lock.
     finished: CachePadded<Mutex<Retained<I, O>>>,
+    budget: Option<Budget<I, O>>,
 }
 
 impl<I, O> std::fmt::Debug for MemoryBackend<I, O> {
@@ -238,12 +264,61 @@ impl<I, O> MemoryBackend<I, O> {
             max_retained,
             anchor: Anchor::now(),
             ids: IdIndex::new(max_retained),
-            finished: CachePadded::new(Mutex::new(VecDeque::new())),
+            finished: CachePadded::new(Mutex::new(Retained {
+                list: VecDeque::new(),
+                bytes: 0,
+            })),
+            budget: None,
         }
     }
 
+    /// Also evicts the oldest finished predictions while those retained weigh more
+    /// than `max_bytes` in all, as `weigh` tells from a prediction's input and output
+    /// (`None` unless it succeeded), called once as it finishes. The newest retained
+    /// prediction is never evicted for its weight: one heavier than the whole budget
+    /// stays until another finishes. Weights count up to 4 GiB each.
+    ///
+    /// For inputs and outputs whose size varies (strings, JSON), so that memory has a
+    /// bound whatever clients send: `max_retained` alone bounds the count.
+    #[must_use]
+    pub fn with_max_bytes(mut self, max_bytes: usize, weigh: fn(&I, Option<&O>) -> usize) -> Self {
+        self.budget = Some(Budget { max_bytes, weigh });
+        self
+    }
+
     fn retained_now(&self) -> usize {
-        lock(&self.finished).len()
+        lock(&self.finished).list.len()
+    }
+
+    /// Whether the retained predictions weigh more than the budget, and the newest
+    /// (never evicted for its weight) is not alone.
+    fn over_budget(&self, finished: &Retained<I, O>) -> bool {
+        self.budget
+            .as_ref()
+            .is_some_and(|b| finished.bytes > b.max_bytes && finished.list.len() > 1)
+    }
+
+    /// Evicts the oldest, one per lock, until the rest fit the budget.
+    #[cold]
+    #[inline(never)]
+    fn evict_over_budget(&self) {
+        loop {
+            let evicted = {
+                let mut finished = lock(&self.finished);
+                if !self.over_budget(&finished) {
+                    return;
+                }
+                finished.pop_front()
+            };
+            if let Some((sequence, old)) = evicted {
+                self.ids.retire(sequence, old);
+            }
+        }
+    }
+
+    /// The retained predictions' weight in all (0 without a budget).
+    pub fn retained_bytes(&self) -> usize {
+        lock(&self.finished).bytes
     }
 }
 
@@ -404,20 +479,31 @@ where
             on_applied(&finished);
             finished
         };
-        let evicted = {
+        let weight = self.budget.as_ref().map_or(0, |b| {
+            let w = (b.weigh)(&entry.input, entry.output.get());
+            u32::try_from(w).unwrap_or(u32::MAX)
+        });
+        let (evicted, over_budget) = {
             let mut finished = lock(&self.finished);
-            finished.push_back((entry.id.sequence(), Arc::clone(entry)));
+            finished.bytes += weight as usize;
+            finished
+                .list
+                .push_back((entry.id.sequence(), weight, Arc::clone(entry)));
             // Every finish pushes one and trims here, under the same lock, so at most
-            // one is ever over the cap.
-            (finished.len() > self.max_retained)
+            // one is ever over the count.
+            let evicted = (finished.list.len() > self.max_retained)
                 .then(|| finished.pop_front())
-                .flatten()
+                .flatten();
+            (evicted, self.over_budget(&finished))
         };
         // Outside the `finished` lock: an evicted entry is cold in cache, and removing
         // it should not hold up other finishes. It is retired, not freed: the next
         // submits into its ID shard free it, on the thread that allocates records.
         if let Some((sequence, old)) = evicted {
             self.ids.retire(sequence, old);
+        }
+        if over_budget {
+            self.evict_over_budget();
         }
         Ok(Some(finished))
     }
@@ -447,7 +533,7 @@ where
             let next = {
                 let mut finished = lock(&self.finished);
                 loop {
-                    let Some((_, front)) = finished.front() else {
+                    let Some((_, _, front)) = finished.list.front() else {
                         // Nothing finished: anything that finishes from now on
                         // expires at `now + result_ttl` or later, so waking then is
                         // never late.
@@ -504,6 +590,83 @@ mod tests {
             with_counts <= 120,
             "Arc<Entry<u64, u64>> is {with_counts} bytes"
         );
+    }
+
+    /// Inserts, starts and finishes a prediction of input `input` (the weight the
+    /// tests' weigher gives it), succeeded or canceled; returns its ID.
+    async fn run_one(backend: &MemoryBackend<u64, u64>, input: u64, succeed: bool) -> PredictionId {
+        let id = PredictionId::new_v4();
+        let at = backend.stamp(Instant::now());
+        let job = backend.insert(id, input, at).await.expect("stored");
+        backend.start(&job, at, |_| {}).await.expect("started");
+        let outcome = if succeed {
+            Outcome::Succeeded(input)
+        } else {
+            Outcome::Canceled
+        };
+        backend
+            .finish(&job, outcome, at, |_| {})
+            .await
+            .expect("finished")
+            .expect("applied");
+        id
+    }
+
+    async fn kept(backend: &MemoryBackend<u64, u64>, id: PredictionId) -> bool {
+        backend.lookup(id).await.expect("looked up").is_some()
+    }
+
+    /// Over the byte budget the oldest go, one or several, until the rest fit; the
+    /// newest stays even when it alone is over; the count cap still applies; expiry
+    /// takes weights off too.
+    #[tokio::test(start_paused = true)]
+    async fn a_byte_budget_evicts_the_oldest_until_the_rest_fit() {
+        fn weigh(input: &u64, output: Option<&u64>) -> usize {
+            // Outputs count double, so the `None` of a canceled one shows.
+            (*input + output.copied().unwrap_or(0)) as usize
+        }
+        let backend =
+            MemoryBackend::<u64, u64>::new(Duration::from_secs(60), 4).with_max_bytes(100, weigh);
+        let a = run_one(&backend, 20, true).await; // 40
+        let b = run_one(&backend, 20, true).await; // 40
+        assert_eq!(backend.retained_bytes(), 80);
+        let c = run_one(&backend, 15, false).await; // 15: canceled, no output
+        assert_eq!((backend.retained(), backend.retained_bytes()), (3, 95));
+        let d = run_one(&backend, 10, true).await; // 20: 115 > 100, `a` goes
+        assert_eq!((backend.retained(), backend.retained_bytes()), (3, 75));
+        assert!(!kept(&backend, a).await);
+        assert!(kept(&backend, b).await && kept(&backend, c).await && kept(&backend, d).await);
+        // One heavier than the whole budget evicts all the others, and stays.
+        let heavy = run_one(&backend, 100, true).await; // 200
+        assert_eq!((backend.retained(), backend.retained_bytes()), (1, 200));
+        assert!(kept(&backend, heavy).await);
+        // Until the next finishes.
+        let e = run_one(&backend, 1, true).await; // 2
+        assert_eq!((backend.retained(), backend.retained_bytes()), (1, 2));
+        assert!(!kept(&backend, heavy).await && kept(&backend, e).await);
+        // The count cap (4) still holds with light ones.
+        for _ in 0..5 {
+            run_one(&backend, 0, true).await;
+        }
+        assert_eq!((backend.retained(), backend.retained_bytes()), (4, 0));
+        // Expiry takes the weights off with the records.
+        run_one(&backend, 5, true).await;
+        assert_eq!(backend.retained_bytes(), 10);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        backend.purge_expired().await.expect("purged");
+        assert_eq!((backend.retained(), backend.retained_bytes()), (0, 0));
+    }
+
+    /// Without a budget nothing is weighed: the count cap alone applies.
+    #[tokio::test(start_paused = true)]
+    async fn without_a_budget_only_the_count_applies() {
+        let backend = MemoryBackend::<u64, u64>::new(Duration::from_secs(60), 2);
+        let first = run_one(&backend, u64::MAX, true).await;
+        run_one(&backend, u64::MAX, true).await;
+        assert_eq!((backend.retained(), backend.retained_bytes()), (2, 0));
+        assert!(kept(&backend, first).await);
+        run_one(&backend, 1, true).await;
+        assert!(!kept(&backend, first).await);
     }
 
     /// A worker may pass a stamp read before a prediction was admitted (it reuses the
