@@ -835,24 +835,15 @@ fn parse_id(id: &str) -> Result<PredictionId, ApiError> {
 /// the server decodes none (a gzip body would otherwise read as malformed JSON, and a
 /// coded body that happens to be JSON text would be taken at face value).
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    // Content codings, and transfer codings but `chunked` (which hyper decodes; it
-    // passes any other on undecoded).
-    let codings = [
-        (CONTENT_ENCODING, &b"identity"[..]),
-        (TRANSFER_ENCODING, b"chunked"),
-    ];
-    for (header, accepted) in codings {
-        for coding in headers.get_all(header) {
-            let refused = coding
-                .as_bytes()
-                .split(|&b| b == b',')
-                .map(<[u8]>::trim_ascii)
-                .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(accepted));
-            if refused {
-                return Err(ApiError::UnsupportedEncoding(
-                    String::from_utf8_lossy(coding.as_bytes()).into_owned(),
-                ));
-            }
+    for coding in headers.get_all(CONTENT_ENCODING) {
+        if has_coding_other_than(coding, b"identity") {
+            return Err(ApiError::UnsupportedEncoding(lossy(coding)));
+        }
+    }
+    // hyper decodes `chunked` and passes any other transfer coding on undecoded.
+    for coding in headers.get_all(TRANSFER_ENCODING) {
+        if has_coding_other_than(coding, b"chunked") {
+            return Err(ApiError::UnsupportedTransferCoding(lossy(coding)));
         }
     }
     let mut types = headers.get_all(CONTENT_TYPE).iter();
@@ -861,10 +852,10 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     };
     // A singleton field (RFC 9110 §8.3): two values leave the body's type unknown.
     if let Some(other) = types.next() {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "{}, {}",
-            String::from_utf8_lossy(ct.as_bytes()),
-            String::from_utf8_lossy(other.as_bytes())
+        return Err(ApiError::TwoContentTypes(format!(
+            "{:?} and {:?}",
+            lossy(ct),
+            lossy(other)
         )));
     }
     let bytes = ct.as_bytes();
@@ -889,6 +880,18 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
             String::from_utf8_lossy(bytes).into_owned(),
         ))
     }
+}
+
+/// Whether a comma-separated coding list names a coding other than `accepted`.
+fn has_coding_other_than(list: &HeaderValue, accepted: &[u8]) -> bool {
+    list.as_bytes()
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(accepted))
+}
+
+fn lossy(value: &HeaderValue) -> String {
+    String::from_utf8_lossy(value.as_bytes()).into_owned()
 }
 
 /// Reads the body as [`read_body`] does (at most `max` bytes), within the time
@@ -1674,7 +1677,7 @@ mod tests {
             h.insert(TRANSFER_ENCODING, HeaderValue::from_static(refused));
             assert_eq!(
                 check_content_type(&h),
-                Err(ApiError::UnsupportedEncoding(refused.into())),
+                Err(ApiError::UnsupportedTransferCoding(refused.into())),
                 "{refused:?}"
             );
         }
@@ -1693,7 +1696,9 @@ mod tests {
             h.append(CONTENT_TYPE, HeaderValue::from_static(second));
             assert_eq!(
                 check_content_type(&h),
-                Err(ApiError::UnsupportedMediaType(format!("{first}, {second}")))
+                Err(ApiError::TwoContentTypes(format!(
+                    "{first:?} and {second:?}"
+                )))
             );
         }
     }

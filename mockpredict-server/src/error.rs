@@ -40,6 +40,11 @@ pub(crate) enum ApiError {
     UnreadableBody(String),
     /// 415: a `Content-Type` other than JSON.
     UnsupportedMediaType(String),
+    /// 415: two `Content-Type` headers (their values), so the body's type is unknown.
+    TwoContentTypes(String),
+    /// 415: a `Transfer-Encoding` other than `chunked`, which hyper would pass on
+    /// undecoded.
+    UnsupportedTransferCoding(String),
     /// 415: a `Content-Encoding` (gzip, say) the server does not decode; answered
     /// with `Accept-Encoding: identity`, as RFC 9110 §15.5.16 asks.
     UnsupportedEncoding(String),
@@ -103,9 +108,10 @@ impl ApiError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::MalformedJson(_) | ApiError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
-            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
+            ApiError::UnsupportedMediaType(_)
+            | ApiError::TwoContentTypes(_)
+            | ApiError::UnsupportedTransferCoding(_)
+            | ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -125,9 +131,10 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::UnreadableBody(_) => "unreadable_body",
-            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
-                "unsupported_media_type"
-            }
+            ApiError::UnsupportedMediaType(_)
+            | ApiError::TwoContentTypes(_)
+            | ApiError::UnsupportedTransferCoding(_)
+            | ApiError::UnsupportedEncoding(_) => "unsupported_media_type",
             ApiError::Validation(_) => "validation_error",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RequestTimeout { .. } => "request_timeout",
@@ -150,6 +157,12 @@ impl ApiError {
             ApiError::UnsupportedMediaType(ct) => {
                 format!("content type {ct:?} is not supported; send application/json")
             }
+            ApiError::TwoContentTypes(values) => {
+                format!("two Content-Type headers ({values}); send one: application/json")
+            }
+            ApiError::UnsupportedTransferCoding(coding) => format!(
+                "transfer coding {coding:?} is not supported; send the body as it is, or chunked"
+            ),
             ApiError::UnsupportedEncoding(coding) => {
                 format!("content encoding {coding:?} is not supported; send the body uncompressed")
             }

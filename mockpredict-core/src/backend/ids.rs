@@ -213,6 +213,12 @@ impl<T: Keyed> IdIndex<T> {
         shard.take(sequence, record)
     }
 
+    /// Most retired records each shard keeps (for tests).
+    #[cfg(test)]
+    pub(super) fn retired_max(&self) -> usize {
+        self.retired_max
+    }
+
     /// Records held, and slots allocated (for tests).
     #[cfg(test)]
     fn sizes(&self) -> (usize, usize, usize) {

@@ -189,15 +189,16 @@ const PURGE_BATCH: usize = 256;
 /// the oldest then reads nothing from its record, long out of cache by then.
 struct Retained<I, O> {
     list: VecDeque<Kept<I, O>>,
-    /// The weights' sum (0 without a [`Budget`]).
-    bytes: usize,
+    /// The weights' sum (0 without a [`Budget`]); a `u64`, so that it cannot wrap
+    /// where `usize` is 32 bits.
+    bytes: u64,
 }
 
 impl<I, O> Retained<I, O> {
     /// Takes the oldest off the list, with its weight.
     fn pop_front(&mut self) -> Option<(u32, Arc<Entry<I, O>>)> {
         let (sequence, weight, record) = self.list.pop_front()?;
-        self.bytes -= weight as usize;
+        self.bytes -= u64::from(weight);
         Some((sequence, record))
     }
 }
@@ -279,7 +280,10 @@ impl<I, O> MemoryBackend<I, O> {
     /// stays until another finishes. Weights count up to 4 GiB each.
     ///
     /// For inputs and outputs whose size varies (strings, JSON), so that memory has a
-    /// bound whatever clients send: `max_retained` alone bounds the count.
+    /// bound whatever clients send: `max_retained` alone bounds the count. Records
+    /// evicted for their weight are freed at once (those evicted by count may wait
+    /// for a later submit to free them; see the type's docs). `weigh` runs on the
+    /// finishing worker before the prediction's status changes; it must not panic.
     #[must_use]
     pub fn with_max_bytes(mut self, max_bytes: usize, weigh: fn(&I, Option<&O>) -> usize) -> Self {
         self.budget = Some(Budget { max_bytes, weigh });
@@ -295,10 +299,12 @@ impl<I, O> MemoryBackend<I, O> {
     fn over_budget(&self, finished: &Retained<I, O>) -> bool {
         self.budget
             .as_ref()
-            .is_some_and(|b| finished.bytes > b.max_bytes && finished.list.len() > 1)
+            .is_some_and(|b| finished.bytes > b.max_bytes as u64 && finished.list.len() > 1)
     }
 
-    /// Evicts the oldest, one per lock, until the rest fit the budget.
+    /// Evicts the oldest, one per lock, until the rest fit the budget. Each is freed
+    /// here, not retired for a later submit to free: heavy records waiting would be
+    /// memory beyond the budget.
     #[cold]
     #[inline(never)]
     fn evict_over_budget(&self) {
@@ -310,14 +316,15 @@ impl<I, O> MemoryBackend<I, O> {
                 }
                 finished.pop_front()
             };
-            if let Some((sequence, old)) = evicted {
-                self.ids.retire(sequence, old);
+            if let Some((_, old)) = evicted {
+                let index_handle = self.ids.remove(&old);
+                drop((index_handle, old));
             }
         }
     }
 
     /// The retained predictions' weight in all (0 without a budget).
-    pub fn retained_bytes(&self) -> usize {
+    pub fn retained_bytes(&self) -> u64 {
         lock(&self.finished).bytes
     }
 }
@@ -448,6 +455,15 @@ where
         F: FnOnce(&Finished) + Send,
     {
         let entry = &job.0;
+        // Weighed before the status changes, with no lock held: a `weigh` that
+        // panicked after would leave a finished prediction out of the retention list.
+        let weight = self.budget.as_ref().map_or(0, |b| {
+            let output = match &outcome {
+                Outcome::Succeeded(output) => Some(output),
+                Outcome::Failed(_) | Outcome::Canceled => None,
+            };
+            u32::try_from((b.weigh)(&entry.input, output)).unwrap_or(u32::MAX)
+        });
         let finished = {
             let mut st = entry.state();
             let previous = st.phase.status();
@@ -479,13 +495,9 @@ where
             on_applied(&finished);
             finished
         };
-        let weight = self.budget.as_ref().map_or(0, |b| {
-            let w = (b.weigh)(&entry.input, entry.output.get());
-            u32::try_from(w).unwrap_or(u32::MAX)
-        });
         let (evicted, over_budget) = {
             let mut finished = lock(&self.finished);
-            finished.bytes += weight as usize;
+            finished.bytes += u64::from(weight);
             finished
                 .list
                 .push_back((entry.id.sequence(), weight, Arc::clone(entry)));
@@ -655,6 +667,44 @@ mod tests {
         tokio::time::advance(Duration::from_secs(61)).await;
         backend.purge_expired().await.expect("purged");
         assert_eq!((backend.retained(), backend.retained_bytes()), (0, 0));
+    }
+
+    /// Records evicted for their weight are freed at once, not parked for a later
+    /// submit to free (a backend this large parks records evicted by count): their
+    /// outputs' handles are gone as soon as the finish that evicted them returns.
+    #[tokio::test(start_paused = true)]
+    async fn records_evicted_for_weight_are_freed_at_once() {
+        fn weigh(input: &u64, _: Option<&Arc<()>>) -> usize {
+            *input as usize
+        }
+        let backend = MemoryBackend::<u64, Arc<()>>::new(Duration::from_secs(60), 100_000)
+            .with_max_bytes(10, weigh);
+        assert!(
+            backend.ids.retired_max() > 0,
+            "this backend parks evictions by count"
+        );
+        let marker = Arc::new(());
+        for round in 1..=20 {
+            let at = backend.stamp(Instant::now());
+            let job = backend
+                .insert(PredictionId::new_v4(), 4, at)
+                .await
+                .expect("stored");
+            backend
+                .finish(&job, Outcome::Succeeded(Arc::clone(&marker)), at, |_| {})
+                .await
+                .expect("finished")
+                .expect("applied");
+            drop(job);
+            // At most 10 bytes kept: two records of 4.
+            let kept = round.min(2);
+            assert_eq!(backend.retained(), kept);
+            assert_eq!(
+                Arc::strong_count(&marker),
+                1 + kept,
+                "evicted outputs freed"
+            );
+        }
     }
 
     /// Without a budget nothing is weighed: the count cap alone applies.
