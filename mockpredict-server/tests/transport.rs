@@ -823,18 +823,7 @@ async fn binary_flag_given_twice_takes_its_last_value() {
 /// forgotten (404) long before its TTL, and `mockpredict_retained` stays at the cap.
 #[tokio::test]
 async fn binary_max_retained_forgets_the_oldest_results() {
-    let mut server = spawn_server(
-        &[
-            "--bind",
-            "127.0.0.1:0",
-            "--latency",
-            "5ms",
-            "--max-retained",
-            "2",
-        ],
-        &[],
-    )
-    .await;
+    let mut server = spawn_fast_server(&["--max-retained", "2"]).await;
     let _log = server.drain_log();
     let base = format!("http://{}{PREDICT}", server.addr);
     let mut ids = Vec::new();
@@ -849,11 +838,7 @@ async fn binary_max_retained_forgets_the_oldest_results() {
     for id in &ids[1..] {
         assert_eq!(get(&format!("{base}/{id}")).await.status, StatusCode::OK);
     }
-    let metrics = get(&format!("http://{}/metrics", server.addr)).await.text();
-    assert!(
-        metrics.lines().any(|l| l == "mockpredict_retained 2"),
-        "{metrics}"
-    );
+    assert_retained(&server.addr, 2).await;
     server.stop("TERM").await;
 }
 
@@ -861,18 +846,7 @@ async fn binary_max_retained_forgets_the_oldest_results() {
 /// large input evicts the results before it, however few, and stays as the newest.
 #[tokio::test]
 async fn binary_max_retained_bytes_forgets_the_oldest_results() {
-    let mut server = spawn_server(
-        &[
-            "--bind",
-            "127.0.0.1:0",
-            "--latency",
-            "5ms",
-            "--max-retained-bytes",
-            "2KiB",
-        ],
-        &[],
-    )
-    .await;
+    let mut server = spawn_fast_server(&["--max-retained-bytes", "2KiB"]).await;
     let _log = server.drain_log();
     let base = format!("http://{}{PREDICT}", server.addr);
     // Each weighs about 800 bytes: the mock's output repeats the input.
@@ -890,12 +864,22 @@ async fn binary_max_retained_bytes_forgets_the_oldest_results() {
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
     }
     assert_eq!(get(&format!("{base}/{large}")).await.status, StatusCode::OK);
-    let metrics = get(&format!("http://{}/metrics", server.addr)).await.text();
-    assert!(
-        metrics.lines().any(|l| l == "mockpredict_retained 1"),
-        "{metrics}"
-    );
+    assert_retained(&server.addr, 1).await;
     server.stop("TERM").await;
+}
+
+/// Starts the binary on a free port with a 5 ms mock and `extra` flags.
+async fn spawn_fast_server(extra: &[&str]) -> Spawned {
+    let mut args = vec!["--bind", "127.0.0.1:0", "--latency", "5ms"];
+    args.extend_from_slice(extra);
+    spawn_server(&args, &[]).await
+}
+
+/// Asserts that the server at `addr` reports `n` retained predictions.
+async fn assert_retained(addr: &str, n: usize) {
+    let metrics = get(&format!("http://{addr}/metrics")).await.text();
+    let line = format!("mockpredict_retained {n}");
+    assert!(metrics.lines().any(|l| l == line), "{metrics}");
 }
 
 /// Submits `input` to the predict URL `base` and waits until it has finished; its ID.
