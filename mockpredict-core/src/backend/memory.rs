@@ -634,7 +634,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_byte_budget_evicts_the_oldest_until_the_rest_fit() {
         fn weigh(input: &u64, output: Option<&u64>) -> usize {
-            // Outputs count double, so the `None` of a canceled one shows.
+            // The output counts too, so the `None` of a canceled one shows.
             (*input + output.copied().unwrap_or(0)) as usize
         }
         let backend =
