@@ -148,6 +148,9 @@ pub struct Stats {
     pub processing: usize,
     /// Finished predictions still retained.
     pub retained: usize,
+    /// Bytes the retained predictions weigh, for a backend with a byte budget
+    /// ([`Backend::retained_bytes`]); 0 otherwise.
+    pub retained_bytes: u64,
     /// The configured capacity.
     pub capacity: usize,
     /// The configured concurrency.
@@ -781,6 +784,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> JobQueue<M, B> 
             queued: admitted.saturating_sub(processing),
             processing,
             retained: s.backend.retained(),
+            retained_bytes: s.backend.retained_bytes(),
             capacity: s.config.capacity,
             concurrency: s.config.concurrency,
             submitted_total: s.submits.submitted_total.load(Ordering::Relaxed),

@@ -85,6 +85,7 @@ struct Inner {
     capacity: Gauge,
     concurrency: Gauge,
     retained: Gauge,
+    retained_bytes: Gauge,
     event_streams: Gauge,
     connections: Gauge,
     queue_wait: Histogram,
@@ -179,6 +180,12 @@ impl Metrics {
             "retained",
             "Finished predictions still retained",
         );
+        let retained_bytes = gauge(
+            &mut registry,
+            "retained_bytes",
+            "Bytes the retained predictions weigh, where the backend has a byte budget \
+             (the mock server's --max-retained-bytes); 0 otherwise",
+        );
         let event_streams = gauge(&mut registry, "event_streams", "Open event streams");
         let connections = gauge(
             &mut registry,
@@ -234,6 +241,7 @@ impl Metrics {
                 capacity,
                 concurrency,
                 retained,
+                retained_bytes,
                 event_streams,
                 connections,
                 queue_wait,
@@ -316,6 +324,8 @@ impl Metrics {
         set(&i.capacity, stats.capacity);
         set(&i.concurrency, stats.concurrency);
         set(&i.retained, stats.retained);
+        i.retained_bytes
+            .set(i64::try_from(stats.retained_bytes).unwrap_or(i64::MAX));
         {
             let _one_at_a_time = i
                 .submitted_sync

@@ -865,6 +865,14 @@ async fn binary_max_retained_bytes_forgets_the_oldest_results() {
     }
     assert_eq!(get(&format!("{base}/{large}")).await.status, StatusCode::OK);
     assert_retained(&server.addr, 1).await;
+    // Its input twice (as input and in the output) and its result, 3 to 5 digits.
+    let metrics = get(&format!("http://{}/metrics", server.addr)).await.text();
+    let bytes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mockpredict_retained_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no mockpredict_retained_bytes in {metrics}"));
+    assert!((3_003..=3_005).contains(&bytes), "{bytes}");
     server.stop("TERM").await;
 }
 

@@ -322,11 +322,6 @@ impl<I, O> MemoryBackend<I, O> {
             }
         }
     }
-
-    /// The retained predictions' weight in all (0 without a budget).
-    pub fn retained_bytes(&self) -> u64 {
-        lock(&self.finished).bytes
-    }
 }
 
 impl<I, O> MemoryBackend<I, O>
@@ -581,6 +576,11 @@ where
 
     fn retained(&self) -> usize {
         self.retained_now()
+    }
+
+    /// The retained predictions' weight in all (0 without a budget).
+    fn retained_bytes(&self) -> u64 {
+        lock(&self.finished).bytes
     }
 
     async fn is_ready(&self) -> bool {

@@ -179,6 +179,12 @@ pub trait Backend: Send + Sync + 'static {
     /// How many finished predictions are retained.
     fn retained(&self) -> usize;
 
+    /// How many bytes the retained predictions weigh, for a backend that bounds them
+    /// by size ([`MemoryBackend::with_max_bytes`]); default: 0, for one that does not.
+    fn retained_bytes(&self) -> u64 {
+        0
+    }
+
     /// Whether the store is reachable (readiness).
     fn is_ready(&self) -> impl Future<Output = bool> + Send;
 }
