@@ -876,9 +876,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     if is_json {
         Ok(())
     } else {
-        Err(ApiError::UnsupportedMediaType(
-            String::from_utf8_lossy(bytes).into_owned(),
-        ))
+        Err(ApiError::UnsupportedMediaType(lossy(ct)))
     }
 }
 
