@@ -58,11 +58,11 @@ fn main() {
         let last = last.expect("N > 0");
         // FIFO: when the last one is finished, all are.
         while !queue.wait(last, None).await.expect("retained").is_finished() {}
-        while queue.stats().retained < N {
+        while queue.stats().await.retained < N {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let after = rss_bytes();
-        let stats = queue.stats();
+        let stats = queue.stats().await;
         assert_eq!(stats.succeeded_total as usize, N + 1);
         // Output: {input: a copy of the 7-byte input, result: 3-5 digit string}.
         let output_bytes = payload + N * 4;

@@ -119,7 +119,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{id}: {} {label}", p.status);
     }
 
-    let stats = queue.stats();
+    let stats = queue.stats().await;
     println!(
         "succeeded {} failed {} canceled {} retained {}",
         stats.succeeded_total, stats.failed_total, stats.canceled_total, stats.retained

@@ -36,13 +36,14 @@
 //! - `latency`: [`Latency`] distributions and their parser.
 //! - `prediction`: [`PredictionId`], [`Status`], [`Outcome`], [`Prediction`] and the
 //!   [`InputRef`] / [`OutputRef`] handles it shares input and output through.
-//! - `queue`: [`JobQueue`], [`QueueConfig`], [`Stats`], [`Subscription`].
-//! - [`backend`]: the [`Backend`](backend::Backend) trait and the in-memory default.
+//! - `queue`: [`JobQueue`], [`QueueConfig`], [`Stats`], [`Subscription`], and the
+//!   workers under them.
+//! - [`store`]: the [`Store`](store::Store) seam (what several processes sharing one
+//!   queue share) and [`MemoryStore`](store::MemoryStore), the in-memory default.
 //! - `error`: [`Error`], [`ModelError`], [`PredictionError`].
 //! - `rng`: the deterministic random stream behind seeded mode.
 //! - `time`: instant arithmetic that cannot overflow.
 
-pub mod backend;
 mod error;
 mod latency;
 mod mock;
@@ -50,6 +51,7 @@ mod model;
 mod prediction;
 mod queue;
 mod rng;
+pub mod store;
 mod sync;
 mod time;
 

@@ -10,47 +10,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::PredictionError;
 
-/// A prediction's identifier: a random (v4) UUID, so the ID is an unguessable handle.
-///
-/// The IDs a [`JobQueue`](crate::JobQueue) makes end in a counter of its admissions
-/// (the last 8 hex digits, from a random start), which lets the in-memory backend
-/// store consecutive predictions side by side; the other 90 random bits keep them
-/// unguessable. Two IDs from one queue do tell how many predictions it admitted
-/// between them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// A prediction's identifier: a random (v4) UUID, so the ID is an unguessable handle
+/// and two IDs reveal nothing about each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PredictionId(uuid::Uuid);
-
-impl std::hash::Hash for PredictionId {
-    /// One `u64`: both halves folded. A v4 UUID carries 122 random bits, so this is
-    /// already a good hash, and a map keyed by IDs can use it as is.
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let (hi, lo) = self.0.as_u64_pair();
-        state.write_u64(hi ^ lo);
-    }
-}
 
 impl PredictionId {
     /// A new random ID.
     pub fn new_v4() -> Self {
         Self(uuid::Uuid::new_v4())
-    }
-
-    /// A new v4 ID whose last 32 bits (the last 8 hex digits) are `sequence`, and
-    /// the other 90 of its 122 random bits random: the IDs a queue makes, with its
-    /// admission counter, so that the in-memory backend stores consecutive
-    /// admissions side by side. Still unguessable: the random bits are the handle.
-    pub(crate) fn sequenced(sequence: u32) -> Self {
-        let mut bytes = *uuid::Uuid::new_v4().as_bytes();
-        bytes[12..].copy_from_slice(&sequence.to_be_bytes());
-        Self(uuid::Uuid::from_bytes(bytes))
-    }
-
-    /// The last 32 bits: the admission counter in the IDs a queue makes
-    /// ([`sequenced`](Self::sequenced)), random bits in others.
-    pub(crate) fn sequence(&self) -> u32 {
-        let b = self.0.as_bytes();
-        u32::from_be_bytes([b[12], b[13], b[14], b[15]])
     }
 
     /// The underlying UUID.
@@ -238,7 +207,7 @@ macro_rules! shared_ref_impls {
 }
 
 /// A shared, read-only handle on a prediction's input: it derefs to the input, and
-/// cloning it only bumps a reference count. The in-memory backend points it into its
+/// cloning it only bumps a reference count. The in-memory store points it into its
 /// own record, so a prediction costs one allocation for record and input together.
 pub struct InputRef<I: 'static>(Arc<dyn HoldsInput<I>>);
 
@@ -257,9 +226,8 @@ impl<I: Send + Sync + 'static> InputRef<I> {
 shared_ref_impls!(InputRef, input);
 
 /// A shared, read-only handle on a succeeded prediction's output: it derefs to the
-/// output, and cloning it only bumps a reference count. The in-memory backend points
-/// it into its own record, so a prediction costs one allocation for record, input
-/// and output together.
+/// output, and cloning it only bumps a reference count. The in-memory store points
+/// it into its own record.
 pub struct OutputRef<O>(Arc<dyn HoldsOutput<O>>);
 
 impl<O: Send + Sync + 'static> OutputRef<O> {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Action, Script, Scripted};
-use mockpredict_core::backend::Finished;
+use mockpredict_core::store::Finished;
 use mockpredict_core::{Error, JobQueue, Observer, PredictionId, QueueConfig, Status};
 use proptest::prelude::*;
 
@@ -155,7 +155,7 @@ fn check(ops: Vec<Op>, capacity: usize, concurrency: usize, deadline: Option<u64
             assert!(f.status.is_terminal());
         }
         assert!(per_id.values().all(|n| *n == 1));
-        let stats = queue.stats();
+        let stats = queue.stats().await;
         assert_eq!(
             stats.succeeded_total + stats.failed_total + stats.canceled_total,
             stats.submitted_total

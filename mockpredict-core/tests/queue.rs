@@ -59,7 +59,7 @@ async fn thousand_predictions_at_concurrency_100_take_ten_rounds_of_virtual_time
     let took = start.elapsed();
     // 1000 / 100 = 10 rounds of exactly 10 s each.
     assert!(took >= 100 * S && took < 101 * S, "took {took:?}");
-    let stats = queue.stats();
+    let stats = queue.stats().await;
     assert_eq!(
         (stats.succeeded_total, stats.queued, stats.processing),
         (1000, 0, 0)
@@ -81,7 +81,7 @@ async fn capacity_overflow_fails_fast_with_queue_full_and_a_retry_hint() {
         }
         other => panic!("expected QueueFull, got {other:?}"),
     }
-    assert_eq!(queue.stats().rejected_total, 1);
+    assert_eq!(queue.stats().await.rejected_total, 1);
     // A finished prediction frees its slot.
     queue.wait(a, None).await.expect("known");
     queue
@@ -95,7 +95,7 @@ async fn capacity_overflow_fails_fast_with_queue_full_and_a_retry_hint() {
 #[tokio::test(start_paused = true)]
 async fn observers_hear_of_each_start_with_its_queue_time() {
     use mockpredict_core::Observer;
-    use mockpredict_core::backend::{Finished, Started};
+    use mockpredict_core::store::{Finished, Started};
     use std::sync::{Arc, Mutex};
     #[derive(Clone, Default)]
     struct Starts(Arc<Mutex<Vec<(PredictionId, Duration)>>>);
@@ -164,7 +164,7 @@ async fn capacity_holds_exactly_over_many_fills_and_drains() {
             ),
             "round {round}: a fourth was admitted"
         );
-        let stats = queue.stats();
+        let stats = queue.stats().await;
         assert_eq!(
             stats.queued + stats.processing,
             3,
@@ -173,14 +173,14 @@ async fn capacity_holds_exactly_over_many_fills_and_drains() {
         for id in ids {
             queue.wait(id, None).await.expect("known");
         }
-        let stats = queue.stats();
+        let stats = queue.stats().await;
         assert_eq!(
             stats.queued + stats.processing,
             0,
             "round {round}: {stats:?}"
         );
     }
-    assert_eq!(queue.stats().rejected_total, 50);
+    assert_eq!(queue.stats().await.rejected_total, 50);
 }
 
 #[tokio::test(start_paused = true)]
@@ -202,7 +202,7 @@ async fn cancel_while_queued_means_it_never_runs() {
         1,
         "b must never start"
     );
-    let stats = queue.stats();
+    let stats = queue.stats().await;
     assert_eq!(
         (stats.canceled_total, stats.succeeded_total, stats.queued),
         (1, 1, 0)
@@ -233,7 +233,7 @@ async fn cancel_while_processing_drops_the_model_future() {
         queue.cancel(id).await.expect("known").status,
         Status::Canceled
     );
-    assert_eq!(queue.stats().processing, 0);
+    assert_eq!(queue.stats().await.processing, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -293,7 +293,7 @@ async fn finished_predictions_expire_after_the_ttl() {
         queue.get(id).await.expect_err("expired"),
         Error::NotFound(id)
     );
-    assert_eq!(queue.stats().retained, 0);
+    assert_eq!(queue.stats().await.retained, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -320,7 +320,7 @@ async fn a_purge_larger_than_one_batch_removes_every_expired_prediction() {
             Error::NotFound(id)
         );
     }
-    assert_eq!(queue.stats().retained, 1);
+    assert_eq!(queue.stats().await.retained, 1);
     assert_eq!(
         queue.get(late).await.expect("still retained").status,
         Status::Succeeded
@@ -356,7 +356,7 @@ async fn max_retained_forgets_the_oldest_first() {
     for id in &ids[2..] {
         assert!(queue.get(*id).await.is_ok());
     }
-    assert_eq!(queue.stats().retained, 3);
+    assert_eq!(queue.stats().await.retained, 3);
 }
 
 /// A model whose outputs are clones of one `Arc`: its count tells how many outputs
@@ -380,11 +380,10 @@ impl Model for Tokens {
     }
 }
 
-/// An evicted prediction is gone at once, but its memory is freed by later submits
-/// (with submits and finishes taking turns, at most one per ID shard waits) or, once
-/// submits stop, by the next purge, even if nothing has expired by then.
+/// An evicted prediction is gone at once, its output freed with it; expired ones go
+/// at the purge when they are due.
 #[tokio::test(start_paused = true)]
-async fn evicted_predictions_are_freed_by_later_submits_or_the_next_purge() {
+async fn evicted_predictions_are_freed_at_once_and_expired_ones_at_the_purge() {
     let token = std::sync::Arc::new(());
     let queue = JobQueue::new(
         Tokens(std::sync::Arc::clone(&token)),
@@ -396,45 +395,32 @@ async fn evicted_predictions_are_freed_by_later_submits_or_the_next_purge() {
     .expect("valid config");
     // Less this test's handle and the model's.
     let in_memory = || std::sync::Arc::strong_count(&token) - 2;
-    // The first purge runs on an empty list: the next is due at 60 s.
-    tokio::task::yield_now().await;
     tokio::time::advance(S).await;
     let mut first = None;
     for _ in 0..5_000 {
         let id = queue.submit(()).await.expect("admitted");
         first.get_or_insert(id);
         queue.wait(id, None).await.expect("known");
-        let retained = queue.stats().retained;
+        let retained = queue.stats().await.retained;
         assert_eq!(retained, 1024.min(in_memory()));
-        assert!(
-            in_memory() - retained <= 32,
-            "{} evicted outputs still in memory",
-            in_memory() - retained
-        );
+        assert_eq!(in_memory(), retained, "evicted outputs still in memory");
     }
     let first = first.expect("submitted");
     assert_eq!(
         queue.get(first).await.expect_err("evicted"),
         Error::NotFound(first)
     );
-    // Some evicted ones wait for a submit into their ID shard (else this test
-    // would not reach the purge's part).
-    assert!(in_memory() > 1024, "{} outputs in memory", in_memory());
-    // The purge at 60 s finds nothing expired (the first expires at 61 s), and
-    // frees the evicted.
     tokio::time::sleep(Duration::from_millis(59_500)).await;
-    assert_eq!(queue.stats().retained, 1024);
+    assert_eq!(queue.stats().await.retained, 1024);
     assert_eq!(in_memory(), 1024);
-    // The purge at 61 s frees the expired.
+    // All finished within the same virtual instant: all expire at the next purge.
     tokio::time::sleep(S).await;
-    assert_eq!(queue.stats().retained, 0);
+    assert_eq!(queue.stats().await.retained, 0);
     assert_eq!(in_memory(), 0);
 }
 
-/// IDs are stored by admission number in slots direct-mapped by it (here 16 per
-/// shard, 512 in all, for `max_retained` 100): a prediction that runs while many laps
-/// of the slots' worth of others are admitted, finished and evicted is still found,
-/// and so is every retained one.
+/// A prediction that runs while many times `max_retained` others are admitted,
+/// finished and evicted is still found, and so is every retained one.
 #[tokio::test(start_paused = true)]
 async fn a_long_prediction_outlives_many_laps_of_newer_ones() {
     let (queue, _) = queue(
@@ -470,7 +456,7 @@ async fn a_long_prediction_outlives_many_laps_of_newer_ones() {
     }
     let done = queue.wait(long, None).await.expect("known");
     assert_eq!(done.status, Status::Succeeded);
-    assert_eq!(queue.stats().retained, 100);
+    assert_eq!(queue.stats().await.retained, 100);
 }
 
 #[tokio::test(start_paused = true)]
@@ -513,7 +499,7 @@ async fn shutdown_cancels_what_outlasts_the_grace_period() {
         2,
         "both running ones dropped"
     );
-    let stats = queue.stats();
+    let stats = queue.stats().await;
     assert_eq!(
         (stats.canceled_total, stats.queued, stats.processing),
         (3, 0, 0)
@@ -553,7 +539,7 @@ async fn a_model_error_fails_the_prediction_with_its_message() {
         (err.kind, err.message.as_str()),
         (FailureKind::Model, "scripted failure")
     );
-    assert_eq!(queue.stats().failed_total, 1);
+    assert_eq!(queue.stats().await.failed_total, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -699,7 +685,7 @@ async fn the_observer_hears_every_terminal_transition() {
     #[derive(Clone, Default)]
     struct Log(Arc<Mutex<Vec<Status>>>);
     impl mockpredict_core::Observer for Log {
-        fn on_finish(&self, f: &mockpredict_core::backend::Finished) {
+        fn on_finish(&self, f: &mockpredict_core::store::Finished) {
             self.0.lock().expect("not poisoned").push(f.status);
         }
     }

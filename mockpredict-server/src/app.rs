@@ -21,7 +21,7 @@ use http::header::{
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use mockpredict_core::backend::{Backend, MemoryBackend};
+use mockpredict_core::store::{MemoryStore, Store};
 use mockpredict_core::{JobQueue, Model, Prediction, PredictionId, QueueConfig, Status};
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -62,14 +62,14 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
 /// # Ok(())
 /// # }
 /// ```
-pub struct App<M: Model, B = MemoryBackend<<M as Model>::Input, <M as Model>::Output>>
+pub struct App<M: Model, B = MemoryStore<<M as Model>::Input, <M as Model>::Output>>
 where
-    B: Backend<Input = M::Input, Output = M::Output>,
+    B: Store<Input = M::Input, Output = M::Output>,
 {
     inner: Arc<Inner<M, B>>,
 }
 
-struct Inner<M: Model, B: Backend<Input = M::Input, Output = M::Output>> {
+struct Inner<M: Model, B: Store<Input = M::Input, Output = M::Output>> {
     queue: JobQueue<M, B>,
     config: ServerConfig,
     metrics: Metrics,
@@ -81,7 +81,7 @@ struct Inner<M: Model, B: Backend<Input = M::Input, Output = M::Output>> {
     unready: AtomicBool,
 }
 
-impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Clone for App<M, B> {
+impl<M: Model, B: Store<Input = M::Input, Output = M::Output>> Clone for App<M, B> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -89,7 +89,7 @@ impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> Clone for App<M
     }
 }
 
-impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> std::fmt::Debug for App<M, B> {
+impl<M: Model, B: Store<Input = M::Input, Output = M::Output>> std::fmt::Debug for App<M, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
             .field("queue", &self.inner.queue)
@@ -128,7 +128,7 @@ impl<M: Model> App<M> {
     }
 }
 
-impl<M: Model, B: Backend<Input = M::Input, Output = M::Output>> App<M, B> {
+impl<M: Model, B: Store<Input = M::Input, Output = M::Output>> App<M, B> {
     /// Wraps an existing queue (any backend). Give the queue's builder
     /// `metrics.observer()` so prediction outcomes reach `/metrics`.
     pub fn from_queue(queue: JobQueue<M, B>, metrics: Metrics, config: ServerConfig) -> Self {
@@ -203,7 +203,7 @@ where
     M: Model,
     M::Input: Serialize + DeserializeOwned,
     M::Output: Serialize,
-    B: Backend<Input = M::Input, Output = M::Output>,
+    B: Store<Input = M::Input, Output = M::Output>,
 {
     /// Answers one request. Never fails: every error is a JSON error response.
     ///
@@ -330,7 +330,7 @@ where
                 None,
             ),
             (Route::Readyz, _) => (self.readyz().await, None),
-            (Route::Metrics, _) => (Ok(self.metrics_response(&req.headers)), None),
+            (Route::Metrics, _) => (Ok(self.metrics_response(&req.headers).await), None),
             (Route::OpenApi, _) => (Ok(openapi_response()), None),
             // The only arm that reads the body.
             (Route::Predict, _) => match self.predict(req, body, waiting_on).await {
@@ -447,8 +447,8 @@ where
     /// OpenMetrics to a scraper that asks for it (Prometheus does, in `Accept`); the
     /// classic Prometheus text format (0.0.4) otherwise, which is what a client that
     /// names no format (curl, an older parser) expects.
-    fn metrics_response(&self, headers: &http::HeaderMap) -> Response<Body> {
-        let text = self.inner.metrics.render(&self.inner.queue.stats());
+    async fn metrics_response(&self, headers: &http::HeaderMap) -> Response<Body> {
+        let text = self.inner.metrics.render(&self.inner.queue.stats().await);
         let openmetrics = prefers_openmetrics(headers);
         let (text, content_type) = if openmetrics {
             (
@@ -631,7 +631,7 @@ where
     M: Model,
     M::Input: Serialize + DeserializeOwned,
     M::Output: Serialize,
-    B: Backend<Input = M::Input, Output = M::Output>,
+    B: Store<Input = M::Input, Output = M::Output>,
 {
     app: &'a App<M, B>,
     /// The request's head; the handler borrows it.
@@ -647,7 +647,7 @@ where
     M: Model,
     M::Input: Serialize + DeserializeOwned,
     M::Output: Serialize,
-    B: Backend<Input = M::Input, Output = M::Output>,
+    B: Store<Input = M::Input, Output = M::Output>,
 {
     fn drop(&mut self) {
         // A panic unwinding through the handler is no hang-up (the connection task

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, ValueEnum};
-use mockpredict_core::backend::MemoryBackend;
+use mockpredict_core::store::MemoryStore;
 use mockpredict_core::{JobQueue, Latency, MockModel, MockOutput, QueueConfig};
 use mockpredict_server::{App, Cors, Metrics, ServerConfig};
 
@@ -335,7 +335,7 @@ fn raise_open_file_limit(max_connections: usize) {
 /// The mock's queue on the in-memory backend with the byte budget, and the API over it
 /// (what [`App::new`] builds, plus the budget, which needs to know the mock's types).
 fn app(settings: Settings) -> anyhow::Result<App<MockModel>> {
-    let retention = MemoryBackend::new(settings.queue.result_ttl, settings.queue.max_retained)
+    let retention = MemoryStore::new(settings.queue.result_ttl, settings.queue.max_retained)
         .with_max_bytes(
             settings.max_retained_bytes,
             |input: &String, output: Option<&MockOutput>| {
@@ -345,7 +345,7 @@ fn app(settings: Settings) -> anyhow::Result<App<MockModel>> {
     let metrics = Metrics::new();
     let queue = JobQueue::builder(settings.model)
         .config(settings.queue)
-        .backend(retention)
+        .store(retention)
         .observer(metrics.observer())
         .build()?;
     Ok(App::from_queue(queue, metrics, settings.server))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 
-use mockpredict_core::backend::{Finished, Started};
+use mockpredict_core::store::{Finished, Started};
 use mockpredict_core::{Observer, Stats, Status};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

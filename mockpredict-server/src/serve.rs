@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
-use mockpredict_core::backend::Backend;
+use mockpredict_core::store::Store;
 use mockpredict_core::{Model, ShutdownReport};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -59,7 +59,7 @@ where
     M: Model,
     M::Input: Serialize + DeserializeOwned,
     M::Output: Serialize,
-    B: Backend<Input = M::Input, Output = M::Output>,
+    B: Store<Input = M::Input, Output = M::Output>,
 {
     let config = app.config().clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
-use mockpredict_core::backend::Backend;
+use mockpredict_core::store::Store;
 use mockpredict_core::{Model, Subscription};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -36,7 +36,7 @@ where
     M: Model,
     M::Input: Serialize,
     M::Output: Serialize,
-    B: Backend<Input = M::Input, Output = M::Output>,
+    B: Store<Input = M::Input, Output = M::Output>,
 {
     // `ServerConfig`'s fields are public, so the setter's floor can be bypassed; a
     // zero period would panic the stream's task (`interval` needs a non-zero one).
