@@ -179,9 +179,14 @@ impl<I: Send + Sync + 'static, O: Send + Sync + 'static> Watch for MemoryWatch<I
 
 impl<I, O> std::fmt::Debug for MemoryStore<I, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = lock(&self.inner);
         f.debug_struct("MemoryStore")
             .field("result_ttl", &self.result_ttl)
             .field("max_retained", &self.max_retained)
+            .field("queued", &inner.queued)
+            .field("processing", &inner.processing)
+            .field("pending", &inner.pending.len())
+            .field("retained", &inner.retained.len())
             .finish_non_exhaustive()
     }
 }
