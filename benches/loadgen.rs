@@ -80,6 +80,11 @@ struct Flags {
     /// The ceiling binary (default: next to this one).
     #[arg(long)]
     ceiling_bin: Option<PathBuf>,
+    /// Another mockpredict-server binary (say, a release build of an earlier commit)
+    /// to run in the ceiling's place, with the same flags as the one measured: the
+    /// table's ratios are then this build's against that one.
+    #[arg(long, value_name = "PATH", conflicts_with = "ceiling_bin")]
+    baseline_server: Option<PathBuf>,
     /// RUST_LOG for mockpredict-server. `info` (its default) writes one access-log
     /// line per request, to a pipe this tool drains (the `listening on` line is
     /// needed, so keep `info` for `mockpredict_server`).
@@ -335,6 +340,13 @@ fn command(
     server_bin: &std::path::Path,
     ceiling_bin: &std::path::Path,
 ) -> (&'static str, PathBuf, Vec<String>, Vec<(String, String)>) {
+    let target = match (target, &flags.baseline_server) {
+        (Target::Ceiling, Some(baseline)) => {
+            let (_, _, args, env) = command(Target::Mockpredict, flags, server_bin, ceiling_bin);
+            return ("baseline", baseline.clone(), args, env);
+        }
+        (target, _) => target,
+    };
     match target {
         Target::Mockpredict => {
             let mut args: Vec<String> = [

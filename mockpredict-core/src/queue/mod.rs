@@ -103,8 +103,11 @@ struct Shared<M: Model, S: Store> {
     store: S,
     config: QueueConfig,
     observers: Vec<Arc<dyn Observer>>,
-    /// One permit per running prediction: `concurrency` in all.
+    /// One permit per worker task: `concurrency` in all, so no more than that many
+    /// predictions run at once.
     slots: Arc<Semaphore>,
+    /// Predictions running in this process now.
+    running: std::sync::atomic::AtomicUsize,
     /// Set by `shutdown`: submits are refused.
     closing: AtomicBool,
     /// Woken at every terminal transition, for shutdown's drain.
@@ -195,6 +198,7 @@ impl<M: Model, S: Store<Input = M::Input, Output = M::Output>> JobQueueBuilder<M
         let store = (self.make_store)(&self.config);
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.config.concurrency)),
+            running: std::sync::atomic::AtomicUsize::new(0),
             model: self.model,
             store,
             config: self.config,
@@ -506,8 +510,8 @@ impl<M: Model, S: Store<Input = M::Input, Output = M::Output>> Shared<M, S> {
             0 => self.model.typical_latency().unwrap_or_default(),
             nanos => Duration::from_nanos(nanos),
         };
-        let running = self.config.concurrency - self.slots.available_permits();
-        let running = u32::try_from(running.max(1)).unwrap_or(u32::MAX);
+        let running = self.running.load(Ordering::Relaxed).max(1);
+        let running = u32::try_from(running).unwrap_or(u32::MAX);
         (ewma / running).clamp(Duration::from_secs(1), Duration::from_secs(3600))
     }
 }

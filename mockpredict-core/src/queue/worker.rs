@@ -19,6 +19,9 @@ use crate::{Model, Outcome, PredictionError, PredictionId};
 /// How long the dispatcher waits before claiming again after the store failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
+/// How long a worker with nothing to do waits for work before it exits.
+const IDLE: Duration = Duration::from_secs(5);
+
 /// Hands queued predictions to workers: one permit, one claim, one task, until the
 /// queue stops.
 pub(super) async fn dispatch<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
@@ -72,23 +75,46 @@ pub(super) async fn dispatch<M: Model, S: Store<Input = M::Input, Output = M::Ou
     }
 }
 
-/// A worker: runs the prediction it was given, then claims the next while there is
-/// one, holding its permit throughout.
+/// A worker: runs the prediction it was given, then the next while there is one, then
+/// waits a while for more (so that a steady trickle of work does not spawn a task per
+/// prediction), holding its permit throughout.
 async fn work<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
     shared: Arc<Shared<M, S>>,
     permit: OwnedSemaphorePermit,
     first: Claimed<M::Input, S::Watch>,
 ) {
     let mut next = Some(first);
-    while let Some(claimed) = next.take() {
-        run(&shared, claimed).await;
+    loop {
+        if let Some(claimed) = next.take() {
+            // Boxed: the model's future and its watchers are large, and this task's
+            // future is moved when it is spawned.
+            Box::pin(run(&shared, claimed)).await;
+        }
         if shared.abort.is_cancelled() || shared.stop.is_cancelled() {
             break;
         }
-        next = shared.store.claim().await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "could not claim work");
-            None
-        });
+        // Made before the claim, so that an admit between the two is not missed.
+        let work = shared.store.work_available();
+        match shared.store.claim().await {
+            Ok(Some(claimed)) => {
+                next = Some(claimed);
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim work");
+                break;
+            }
+        }
+        // Idle: the store wakes the most recent waiter first, so a worker that just
+        // went idle takes new work before the dispatcher spawns another, and those
+        // idle longest time out.
+        tokio::select! {
+            biased;
+            () = shared.stop.cancelled() => break,
+            () = work => {}
+            () = tokio::time::sleep(IDLE) => break,
+        }
     }
     drop(permit);
 }
@@ -114,6 +140,7 @@ async fn run<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
         armed: true,
     };
     shared.tell_observers(|o| o.on_start(&Started { id, queue_time }));
+    let _running = Running::new(&shared.running);
     let outcome = if shared.abort.is_cancelled() {
         Some(Outcome::Canceled)
     } else {
@@ -288,5 +315,21 @@ pub(super) async fn purge<M: Model, S: Store<Input = M::Input, Output = M::Outpu
 impl<M: Model, S: Store<Input = M::Input, Output = M::Output>> Shared<M, S> {
     fn timeout(&self, while_status: &str) -> PredictionError {
         PredictionError::timeout(self.config.deadline.unwrap_or_default(), while_status)
+    }
+}
+
+/// Counts a running prediction for as long as it lives.
+struct Running<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -31,7 +31,8 @@ pub struct MemoryStore<I, O> {
     max_retained: usize,
     budget: Option<Budget<I, O>>,
     anchor: Anchor,
-    /// Signalled by admits and releases, awaited by the queue's dispatcher.
+    /// Signalled by admits and releases; awaited by the queue's dispatcher and idle
+    /// workers.
     work: Notify,
     inner: Mutex<Inner<I, O>>,
 }
@@ -386,7 +387,7 @@ where
                 });
             }
         }
-        self.work.notify_one();
+        self.work.notify_last();
         Ok(true)
     }
 
@@ -456,7 +457,7 @@ where
             record
         };
         record.changed.notify_waiters();
-        self.work.notify_one();
+        self.work.notify_last();
         Ok(true)
     }
 

@@ -237,12 +237,14 @@ pub trait Store: Send + Sync + 'static {
     fn watch(&self, id: PredictionId) -> impl Future<Output = Result<Option<Self::Watch>>> + Send;
 
     /// Resolves when work may be available to [`claim`](Store::claim): after an
-    /// admit or a release since the last call resolved. Only one task (the queue's
-    /// dispatcher) waits on it; it claims, and waits again when nothing is left.
+    /// admit or a release since it was first polled (or, if no one was waiting, since
+    /// the last one resolved). The queue's idle workers and its dispatcher wait on it;
+    /// one of them is woken per signal, the most recent waiter first, so an idle
+    /// worker takes new work before the dispatcher spawns another.
     ///
-    /// Memory: `Notify::notified` (an admit's `notify_one` leaves a permit when no one
-    /// waits). Redis: a message on the work channel, or a short timer as a fallback
-    /// (a lease that lapsed on a dead node sends no message).
+    /// Memory: `Notify::notified`, signalled with `notify_last` (which leaves a permit
+    /// when no one waits). Redis: a message on the work channel, or a short timer as a
+    /// fallback (a lease that lapsed on a dead node sends no message).
     fn work_available(&self) -> impl Future<Output = ()> + Send + '_;
 
     /// Fails queued predictions admitted longer than `deadline` ago, with a timeout
