@@ -4,6 +4,7 @@
 //! claim the next while there is one; the deadline sweeper for queued predictions; and
 //! the purge of expired results.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,27 +84,34 @@ async fn work<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
     permit: OwnedSemaphorePermit,
     first: Claimed<M::Input, S::Watch>,
 ) {
-    let mut next = Some(first);
+    let mut claimed = first;
     loop {
-        if let Some(claimed) = next.take() {
-            // Boxed: the model's future and its watchers are large, and this task's
-            // future is moved when it is spawned.
-            Box::pin(run(&shared, claimed)).await;
+        run(&shared, claimed).await;
+        match next_work(&shared).await {
+            Some(next) => claimed = next,
+            None => break,
         }
+    }
+    drop(permit);
+}
+
+/// The next prediction for a worker that finished one: claimed now, or after waiting
+/// a while for work; `None` when the worker should exit.
+async fn next_work<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
+    shared: &Shared<M, S>,
+) -> Option<Claimed<M::Input, S::Watch>> {
+    loop {
         if shared.abort.is_cancelled() || shared.stop.is_cancelled() {
-            break;
+            return None;
         }
         // Made before the claim, so that an admit between the two is not missed.
         let work = shared.store.work_available();
         match shared.store.claim().await {
-            Ok(Some(claimed)) => {
-                next = Some(claimed);
-                continue;
-            }
+            Ok(Some(claimed)) => return Some(claimed),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim work");
-                break;
+                return None;
             }
         }
         // Idle: the store wakes the most recent waiter first, so a worker that just
@@ -111,12 +119,11 @@ async fn work<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
         // idle longest time out.
         tokio::select! {
             biased;
-            () = shared.stop.cancelled() => break,
+            () = shared.stop.cancelled() => return None,
             () = work => {}
-            () = tokio::time::sleep(IDLE) => break,
+            () = tokio::time::sleep(IDLE) => return None,
         }
     }
-    drop(permit);
 }
 
 /// Runs one claimed prediction to its end (or until it is no longer this worker's).
@@ -150,15 +157,26 @@ async fn run<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
             .deadline
             .and_then(|d| Instant::now().checked_add(d.saturating_sub(queue_time)));
         let model = AssertUnwindSafe(shared.model.predict(&input)).catch_unwind();
+        // Boxed, and not at all when there is nothing to wait for (a pending future
+        // takes no allocation): a hundred thousand running predictions each carry
+        // these.
+        let deadline: Waiting = match deadline {
+            Some(at) => Box::pin(tokio::time::sleep_until(at)),
+            None => Box::pin(std::future::pending()),
+        };
+        let lease_lost: Waiting = match lease.ttl {
+            Some(ttl) => Box::pin(hold(&shared.store, id, &lease, ttl)),
+            None => Box::pin(std::future::pending()),
+        };
         tokio::select! {
             biased;
             result = model => Some(model_outcome(result)),
             // Canceled, from anywhere: the model's future is dropped here.
             () = ended(&shared.store, id, &mut watch) => None,
             // Another worker took the prediction over: leave it to that one.
-            () = hold(&shared.store, id, &lease) => None,
+            () = lease_lost => None,
             () = shared.abort.cancelled() => Some(Outcome::Canceled),
-            () = sleep_until(deadline) => Some(Outcome::Failed(shared.timeout("processing"))),
+            () = deadline => Some(Outcome::Failed(shared.timeout("processing"))),
         }
     };
     if let Some(outcome) = outcome {
@@ -186,12 +204,12 @@ async fn ended<S: Store>(store: &S, id: PredictionId, watch: &mut S::Watch) {
     }
 }
 
-/// Renews the lease while the model runs; resolves when it is lost. A lease without
-/// a TTL (the in-memory store's) holds until the prediction ends.
-async fn hold<S: Store>(store: &S, id: PredictionId, lease: &Lease) {
-    let Some(ttl) = lease.ttl else {
-        return std::future::pending().await;
-    };
+/// Something the running model is raced against.
+type Waiting<'a> = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Renews the lease every third of its TTL while the model runs; resolves when it is
+/// lost.
+async fn hold<S: Store>(store: &S, id: PredictionId, lease: &Lease, ttl: Duration) {
     loop {
         tokio::time::sleep(ttl / 3).await;
         match store.renew(id, lease).await {
@@ -217,13 +235,6 @@ fn model_outcome<O>(
             tracing::warn!(error = %err, "model panicked; failing that prediction");
             Outcome::Failed(err)
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -331,5 +342,43 @@ impl<'a> Running<'a> {
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+
+#[cfg(test)]
+mod size_probe {
+    use super::*;
+    use crate::{JobQueue, MockModel, QueueConfig};
+
+    #[tokio::test]
+    async fn sizes() {
+        let queue = JobQueue::new(MockModel::new(), QueueConfig::default()).expect("valid");
+        queue.shared.stop.cancel();
+        let id = PredictionId::new_v4();
+        queue.shared.store.admit(id, "x".to_owned(), 10).await.expect("a");
+        let claimed = queue.shared.store.claim().await.expect("c").expect("q");
+        eprintln!("claimed {}", std::mem::size_of_val(&claimed));
+        let model = queue.shared.model.predict(&claimed.input);
+        eprintln!("model future {}", std::mem::size_of_val(&model));
+        drop(model);
+        let permit = Arc::clone(&queue.shared.slots).try_acquire_owned().expect("p");
+        let mut w2 = queue.shared.store.watch(id).await.expect("w").expect("k");
+        let e = ended(&queue.shared.store, id, &mut w2);
+        eprintln!("ended {}", std::mem::size_of_val(&e));
+        drop(e);
+        let c = w2.changed();
+        eprintln!("changed {}", std::mem::size_of_val(&c));
+        drop(c);
+        let f = queue.shared.finish(id, Outcome::Canceled);
+        eprintln!("finish {}", std::mem::size_of_val(&f));
+        drop(f);
+        let r = run(&queue.shared, claimed);
+        eprintln!("run {}", std::mem::size_of_val(&r));
+        drop(r);
+        queue.shared.store.admit(id, "x".to_owned(), 10).await.expect("a");
+        let claimed = queue.shared.store.claim().await.expect("c").expect("q");
+        let w = work(Arc::clone(&queue.shared), permit, claimed);
+        eprintln!("work {}", std::mem::size_of_val(&w));
     }
 }

@@ -59,18 +59,19 @@ struct Inner<I, O> {
 
 /// A retained prediction: when it finished, its ID and its weight.
 struct Kept {
-    completed: Instant,
+    completed: Stamp,
     id: PredictionId,
-    weight: u64,
+    weight: u32,
 }
 
 /// One prediction's mutable state (under the store's lock) and its shared record.
 struct Slot<I, O> {
     record: Arc<Record<I, O>>,
     phase: Phase,
-    created: Instant,
-    started: Option<Instant>,
-    completed: Option<Instant>,
+    created: Stamp,
+    /// [`Stamp::NONE`] until it starts, as `completed` until it ends.
+    started: Stamp,
+    completed: Stamp,
     /// The current lease's token (0 when not processing).
     token: u64,
 }
@@ -140,9 +141,41 @@ struct Anchor {
     wall: SystemTime,
 }
 
+/// An instant as nanoseconds since the store's [`Anchor`]: 8 bytes where an
+/// `Option<Instant>` takes 16, in each of the hundreds of thousands of records a busy
+/// store holds. 584 years of uptime fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Stamp(u64);
+
+impl Stamp {
+    /// Not yet (a start or an end that has not happened).
+    const NONE: Stamp = Stamp(u64::MAX);
+
+    fn get(self) -> Option<Stamp> {
+        (self != Self::NONE).then_some(self)
+    }
+
+    /// The time from `earlier` to this stamp (zero if `earlier` is later).
+    fn since(self, earlier: Stamp) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+}
+
 impl Anchor {
-    fn wall(&self, at: Instant) -> SystemTime {
-        self.wall + at.saturating_duration_since(self.instant)
+    fn now(&self) -> Stamp {
+        let nanos = Instant::now().saturating_duration_since(self.instant).as_nanos();
+        Stamp(u64::try_from(nanos).unwrap_or(u64::MAX - 1).min(u64::MAX - 1))
+    }
+
+    fn wall(&self, at: Stamp) -> SystemTime {
+        self.wall + Duration::from_nanos(at.0)
+    }
+
+    /// How long from `now` until `later` after `at` (zero if that has passed; `None`
+    /// if it is too far ahead to represent).
+    fn until(&self, now: Stamp, at: Stamp, later: Duration) -> Option<Duration> {
+        let due = Duration::from_nanos(at.0).checked_add(later)?;
+        Some(due.saturating_sub(Duration::from_nanos(now.0)))
     }
 }
 
@@ -247,7 +280,7 @@ impl<I, O> Inner<I, O> {
     /// Takes the oldest retained prediction off the list and out of the map.
     fn evict_oldest(&mut self) -> Option<Slot<I, O>> {
         let kept = self.retained.pop_front()?;
-        self.retained_bytes -= kept.weight;
+        self.retained_bytes -= u64::from(kept.weight);
         self.records.remove(&kept.id)
     }
 }
@@ -275,10 +308,14 @@ where
             output,
             error,
             created_at: self.anchor.wall(slot.created),
-            started_at: slot.started.map(|at| self.anchor.wall(at)),
-            completed_at: slot.completed.map(|at| self.anchor.wall(at)),
-            queue_time: slot.started.or(slot.completed).map(|at| at - slot.created),
-            predict_time: slot.started.zip(slot.completed).map(|(s, c)| c - s),
+            started_at: slot.started.get().map(|at| self.anchor.wall(at)),
+            completed_at: slot.completed.get().map(|at| self.anchor.wall(at)),
+            queue_time: (slot.started.get())
+                .or(slot.completed.get())
+                .map(|at| at.since(slot.created)),
+            predict_time: (slot.started.get())
+                .zip(slot.completed.get())
+                .map(|(s, c)| c.since(s)),
         }
     }
 
@@ -291,7 +328,7 @@ where
         inner: &mut Inner<I, O>,
         id: PredictionId,
         outcome: Outcome<O>,
-        now: Instant,
+        now: Stamp,
         evicted: &mut Vec<Slot<I, O>>,
     ) -> Option<(Finished, Arc<Record<I, O>>)> {
         let slot = inner.records.get_mut(&id)?;
@@ -306,7 +343,7 @@ where
                 Outcome::Succeeded(output) => Some(output),
                 Outcome::Failed(_) | Outcome::Canceled => None,
             };
-            (b.weigh)(&slot.record.input, output) as u64
+            u32::try_from((b.weigh)(&slot.record.input, output)).unwrap_or(u32::MAX)
         });
         let status = outcome.status();
         slot.phase = match outcome {
@@ -318,15 +355,15 @@ where
             Outcome::Failed(e) => Phase::Failed(Box::new(e)),
             Outcome::Canceled => Phase::Canceled,
         };
-        slot.completed = Some(now);
+        slot.completed = now;
         slot.token = 0;
         slot.record.bump();
         let done = Finished {
             id,
             previous,
             status,
-            queue_time: slot.started.unwrap_or(now) - slot.created,
-            predict_time: slot.started.map(|s| now - s),
+            queue_time: slot.started.get().unwrap_or(now).since(slot.created),
+            predict_time: slot.started.get().map(|s| now.since(s)),
         };
         let record = Arc::clone(&slot.record);
         inner.retained.push_back(Kept {
@@ -334,7 +371,7 @@ where
             id,
             weight,
         });
-        inner.retained_bytes += weight;
+        inner.retained_bytes += u64::from(weight);
         while inner.over(self.max_retained, self.budget.as_ref()) {
             evicted.extend(inner.evict_oldest());
         }
@@ -366,9 +403,9 @@ where
             let slot = Slot {
                 record,
                 phase: Phase::Queued,
-                created: Instant::now(),
-                started: None,
-                completed: None,
+                created: self.anchor.now(),
+                started: Stamp::NONE,
+                completed: Stamp::NONE,
                 token: 0,
             };
             inner.records.insert(id, slot);
@@ -392,7 +429,7 @@ where
     }
 
     async fn claim(&self) -> Result<Option<Claimed<I, Self::Watch>>> {
-        let now = Instant::now();
+        let now = self.anchor.now();
         let claimed = {
             let mut inner = lock(&self.inner);
             loop {
@@ -407,11 +444,11 @@ where
                     continue;
                 }
                 slot.phase = Phase::Processing;
-                slot.started = Some(now);
+                slot.started = now;
                 slot.token = token;
                 slot.record.bump();
                 let record = Arc::clone(&slot.record);
-                let queue_time = now - slot.created;
+                let queue_time = now.since(slot.created);
                 inner.next_token += 1;
                 inner.queued -= 1;
                 inner.processing += 1;
@@ -447,7 +484,7 @@ where
                 return Ok(false);
             }
             slot.phase = Phase::Queued;
-            slot.started = None;
+            slot.started = Stamp::NONE;
             slot.token = 0;
             slot.record.bump();
             let record = Arc::clone(&slot.record);
@@ -462,7 +499,7 @@ where
     }
 
     async fn finish(&self, id: PredictionId, outcome: Outcome<O>) -> Result<Option<Finished>> {
-        let now = Instant::now();
+        let now = self.anchor.now();
         let mut evicted = Vec::new();
         let done = {
             let mut inner = lock(&self.inner);
@@ -494,7 +531,7 @@ where
     }
 
     async fn expire_queued(&self, deadline: Duration) -> Result<Expired> {
-        let now = Instant::now();
+        let now = self.anchor.now();
         let mut expired = Expired::default();
         let mut evicted = Vec::new();
         let mut woken = Vec::new();
@@ -509,9 +546,10 @@ where
                         continue;
                     }
                 };
-                let due = crate::time::after(created, deadline);
-                if due > now {
-                    expired.next_in = Some(due - now);
+                // A deadline too far ahead to represent never passes.
+                let left = self.anchor.until(now, created, deadline);
+                if left != Some(Duration::ZERO) {
+                    expired.next_in = left;
                     break;
                 }
                 inner.pending.pop_front();
@@ -532,7 +570,7 @@ where
     }
 
     async fn purge_expired(&self) -> Result<Duration> {
-        let now = Instant::now();
+        let now = self.anchor.now();
         loop {
             let mut expired = Vec::new();
             let next = {
@@ -542,9 +580,11 @@ where
                         // Whatever finishes from now on expires a TTL from now or later.
                         break Some(self.result_ttl);
                     };
-                    let expires = crate::time::after(front.completed, self.result_ttl);
-                    if expires > now {
-                        break Some(expires - now);
+                    // A TTL too long to represent never ends: look again a TTL on.
+                    match self.anchor.until(now, front.completed, self.result_ttl) {
+                        Some(Duration::ZERO) => {}
+                        Some(left) => break Some(left),
+                        None => break Some(self.result_ttl),
                     }
                     if expired.len() == PURGE_BATCH {
                         break None;
@@ -560,7 +600,7 @@ where
     }
 
     async fn cancel_queued(&self) -> Result<Vec<Finished>> {
-        let now = Instant::now();
+        let now = self.anchor.now();
         let mut finished = Vec::new();
         let mut evicted = Vec::new();
         let mut woken = Vec::new();
