@@ -19,6 +19,7 @@
 //! node's clock matters and no two nodes can both apply a transition.
 
 mod memory;
+mod record;
 
 use std::future::Future;
 use std::time::Duration;
