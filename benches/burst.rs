@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use mockpredict_core::{JobQueue, Latency, Model, ModelError, QueueConfig};
+use mockpredict_core::{JobQueue, Latency, Model, ModelError, PredictContext, QueueConfig};
 
 #[derive(Debug, Parser)]
 struct Flags {
@@ -61,7 +61,7 @@ impl Model for Spin {
         "0"
     }
 
-    async fn predict(&self, input: &u64) -> Result<u64, ModelError> {
+    async fn predict(&self, input: &u64, _: &PredictContext<u64>) -> Result<u64, ModelError> {
         let t = Instant::now();
         while t.elapsed() < self.spin {
             std::hint::spin_loop();

@@ -5,7 +5,7 @@
 //! Included with `#[path]` by each, so some items are unused in one of them.
 #![allow(dead_code, unreachable_pub)]
 
-use mockpredict_core::{Model, ModelError};
+use mockpredict_core::{Model, ModelError, PredictContext};
 use tokio::sync::{mpsc, oneshot};
 
 /// Answers at once.
@@ -23,7 +23,7 @@ impl Model for Instant {
         "0"
     }
 
-    async fn predict(&self, input: &u64) -> Result<u64, ModelError> {
+    async fn predict(&self, input: &u64, _: &PredictContext<u64>) -> Result<u64, ModelError> {
         Ok(input.wrapping_mul(3))
     }
 }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use mockpredict_core::{Error, JobQueue, Model, ModelError, QueueConfig, Status};
+use mockpredict_core::{Error, JobQueue, Model, ModelError, PredictContext, QueueConfig, Status};
 
 /// Counts positive and negative words; takes 200 ms per prediction.
 struct SentimentModel {
@@ -34,7 +34,11 @@ impl Model for SentimentModel {
         "1.0.0"
     }
 
-    async fn predict(&self, text: &String) -> Result<Sentiment, ModelError> {
+    async fn predict(
+        &self,
+        text: &String,
+        _: &PredictContext<String>,
+    ) -> Result<Sentiment, ModelError> {
         if text.trim().is_empty() {
             return Err(ModelError::new("input is empty"));
         }

@@ -9,7 +9,7 @@
 
 use std::error::Error;
 
-use mockpredict_core::{Model, ModelError};
+use mockpredict_core::{Model, ModelError, PredictContext};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,7 +34,11 @@ impl Model for MyModel {
     fn version(&self) -> &str {
         "1.0.0"
     }
-    async fn predict(&self, input: &MyInput) -> Result<MyOutput, ModelError> {
+    async fn predict(
+        &self,
+        input: &MyInput,
+        _: &PredictContext<MyInput>,
+    ) -> Result<MyOutput, ModelError> {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         Ok(MyOutput {
             words: input.text.split_whitespace().count(),

@@ -2,7 +2,7 @@
 //! same as the README's by `tests/readme.rs`. Run it with
 //! `cargo run -p examples --example readme_library`.
 
-use mockpredict_core::{JobQueue, Model, ModelError, QueueConfig, Status};
+use mockpredict_core::{JobQueue, Model, ModelError, PredictContext, QueueConfig, Status};
 use std::time::Duration;
 
 struct Upper;
@@ -16,7 +16,11 @@ impl Model for Upper {
     fn version(&self) -> &str {
         "1.0.0"
     }
-    async fn predict(&self, input: &String) -> Result<String, ModelError> {
+    async fn predict(
+        &self,
+        input: &String,
+        _: &PredictContext<String>,
+    ) -> Result<String, ModelError> {
         tokio::time::sleep(Duration::from_millis(100)).await; // "inference"
         Ok(input.to_uppercase())
     }

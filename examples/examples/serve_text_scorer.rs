@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use mockpredict_core::{Model, ModelError, QueueConfig};
+use mockpredict_core::{Model, ModelError, PredictContext, QueueConfig};
 use mockpredict_server::{App, ServerConfig, serve};
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +58,11 @@ impl Model for LexiconScorer {
         "1.0.0"
     }
 
-    async fn predict(&self, input: &Text) -> Result<Sentiment, ModelError> {
+    async fn predict(
+        &self,
+        input: &Text,
+        _: &PredictContext<Text>,
+    ) -> Result<Sentiment, ModelError> {
         let words: Vec<String> = input
             .text
             .split(|c: char| !c.is_alphanumeric())

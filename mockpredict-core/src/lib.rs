@@ -31,7 +31,8 @@
 //!
 //! # Layout
 //!
-//! - [`model`](crate::Model): the `Model` trait.
+//! - [`model`](crate::Model): the `Model` trait; `context`: the [`PredictContext`] a
+//!   prediction runs with (cancellation, blocking work inside the slot).
 //! - `mock`: [`MockModel`], its output and configuration.
 //! - `latency`: [`Latency`] distributions and their parser.
 //! - `prediction`: [`PredictionId`], [`Status`], [`Outcome`], [`Prediction`] and the
@@ -42,8 +43,9 @@
 //!   queue share) and [`MemoryStore`](store::MemoryStore), the in-memory default.
 //! - `error`: [`Error`], [`ModelError`], [`PredictionError`].
 //! - `rng`: the deterministic random stream behind seeded mode.
-//! - `time`: instant arithmetic that cannot overflow.
+//! - `sync`: locking a std mutex; `time`: instant arithmetic that cannot overflow.
 
+mod context;
 mod error;
 mod latency;
 mod mock;
@@ -55,6 +57,7 @@ pub mod store;
 mod sync;
 mod time;
 
+pub use context::PredictContext;
 pub use error::{Error, FailureKind, ModelError, PredictionError, Result};
 pub use latency::{Latency, ParseLatencyError};
 pub use mock::{MockConfigError, MockDraw, MockModel, MockOutput};

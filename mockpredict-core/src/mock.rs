@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::rng::{SplitMix64, stable_hash};
-use crate::{Latency, Model, ModelError};
+use crate::{Latency, Model, ModelError, PredictContext};
 
 /// The mock's output, in the original service's shape:
 /// `{"input": "<the input>", "result": "<integer 100..=10000 as a string>"}`.
@@ -38,11 +38,13 @@ pub enum MockConfigError {
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use mockpredict_core::{MockModel, Model};
+/// use mockpredict_core::{MockModel, Model, PredictContext};
 ///
 /// let model = MockModel::new().with_latency("10ms".parse()?).with_seed(42);
-/// let a = model.predict(&"hello".to_owned()).await?;
-/// let b = model.predict(&"hello".to_owned()).await?;
+/// let input = "hello".to_owned();
+/// let ctx = PredictContext::standalone(input.clone());
+/// let a = model.predict(&input, &ctx).await?;
+/// let b = model.predict(&input, &ctx).await?;
 /// assert_eq!(a, b); // seeded: same input, same result
 /// let n: u32 = a.result.parse()?;
 /// assert!((100..=10_000).contains(&n));
@@ -163,7 +165,11 @@ impl Model for MockModel {
         Some(self.latency.typical())
     }
 
-    async fn predict(&self, input: &String) -> Result<MockOutput, ModelError> {
+    async fn predict(
+        &self,
+        input: &String,
+        _: &PredictContext<String>,
+    ) -> Result<MockOutput, ModelError> {
         let draw = self.draw(input);
         // A zero sleep would still wait for the timer wheel's next 1 ms tick.
         if !draw.latency.is_zero() {

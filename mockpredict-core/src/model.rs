@@ -2,20 +2,25 @@
 
 use std::future::Future;
 
-use crate::ModelError;
+use crate::{ModelError, PredictContext};
 
 /// A model that turns an input into an output, slowly.
 ///
-/// The queue calls [`predict`](Model::predict) on a worker task. Dropping the returned
-/// future cancels the work: that is how [`JobQueue::cancel`](crate::JobQueue::cancel)
-/// and deadlines stop a running prediction, so a model should hold no state that a
-/// drop at any `.await` would corrupt. A `predict` that panics fails only that
-/// prediction (with [`FailureKind::Panic`](crate::FailureKind::Panic)).
+/// The queue calls [`predict`](Model::predict) on a worker task, with the input and a
+/// [`PredictContext`]. Dropping the returned future cancels the work: that is how
+/// [`JobQueue::cancel`](crate::JobQueue::cancel), deadlines and shutdown stop a running
+/// prediction, so a model should hold no state that a drop at any `.await` would
+/// corrupt. Work that a drop cannot stop (CPU-bound or blocking code) belongs in
+/// [`PredictContext::blocking`], which keeps the prediction's concurrency slot until it
+/// returns and hands it the cancellation token. A model that needs neither ignores the
+/// context. A `predict` that panics fails only that prediction (with
+/// [`FailureKind::Panic`](crate::FailureKind::Panic)); an `Err` fails it with the
+/// error's message, and `?` converts any error type (see [`ModelError`]).
 ///
 /// # Example
 ///
 /// ```
-/// use mockpredict_core::{Model, ModelError};
+/// use mockpredict_core::{Model, ModelError, PredictContext};
 ///
 /// /// Scores text by its length.
 /// struct LengthScorer;
@@ -27,7 +32,7 @@ use crate::ModelError;
 ///     fn name(&self) -> &str { "length-scorer" }
 ///     fn version(&self) -> &str { "1.0.0" }
 ///
-///     async fn predict(&self, input: &String) -> Result<usize, ModelError> {
+///     async fn predict(&self, input: &String, _: &PredictContext<String>) -> Result<usize, ModelError> {
 ///         if input.is_empty() {
 ///             return Err(ModelError::new("empty input"));
 ///         }
@@ -63,5 +68,6 @@ pub trait Model: Send + Sync + 'static {
     fn predict(
         &self,
         input: &Self::Input,
+        ctx: &PredictContext<Self::Input>,
     ) -> impl Future<Output = Result<Self::Output, ModelError>> + Send;
 }

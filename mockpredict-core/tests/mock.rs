@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use mockpredict_core::{
-    FailureKind, JobQueue, MockConfigError, MockModel, Model, QueueConfig, Status,
+    FailureKind, JobQueue, MockConfigError, MockModel, Model, PredictContext, QueueConfig, Status,
 };
 
 #[test]
@@ -126,7 +126,8 @@ async fn a_zero_latency_answers_without_waiting_for_a_timer_tick() {
     // On the real clock: a zero sleep would wait for the timer wheel's next 1 ms tick.
     let m = MockModel::new().with_latency("0s".parse().expect("valid"));
     let input = "now".to_owned();
-    let answer = std::pin::pin!(m.predict(&input));
+    let ctx = PredictContext::standalone(input.clone());
+    let answer = std::pin::pin!(m.predict(&input, &ctx));
     let polled = futures_util::FutureExt::now_or_never(answer);
     assert!(polled.is_some(), "ready on the first poll");
 }

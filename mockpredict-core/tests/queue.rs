@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::{Script, Scripted};
 use mockpredict_core::{
-    Error, JobQueue, MockModel, Model, ModelError, PredictionId, QueueConfig, Status,
+    Error, JobQueue, MockModel, Model, ModelError, PredictContext, PredictionId, QueueConfig,
+    Status,
 };
 use tokio::time::Instant;
 
@@ -18,8 +19,9 @@ async fn default_mock_latency_is_between_8_and_15_seconds() {
     let model = MockModel::new();
     for i in 0..200 {
         let start = Instant::now();
+        let input = format!("input {i}");
         let out = model
-            .predict(&format!("input {i}"))
+            .predict(&input, &PredictContext::standalone(input.clone()))
             .await
             .expect("no failures by default");
         let took = start.elapsed();
@@ -129,7 +131,11 @@ impl Model for Tokens {
         "0"
     }
 
-    async fn predict(&self, (): &()) -> Result<std::sync::Arc<()>, ModelError> {
+    async fn predict(
+        &self,
+        (): &(),
+        _: &PredictContext<()>,
+    ) -> Result<std::sync::Arc<()>, ModelError> {
         Ok(std::sync::Arc::clone(&self.0))
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{get, mock, post_json, send, start, start_with, submit_id};
 use http::{Method, StatusCode};
-use mockpredict_core::{Model, ModelError, QueueConfig};
+use mockpredict_core::{Model, ModelError, PredictContext, QueueConfig};
 use mockpredict_server::{AccessLog, AccessRecord, Cors, ServerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -957,7 +957,7 @@ impl Model for WordCounter {
         "1"
     }
 
-    async fn predict(&self, input: &Text) -> Result<usize, ModelError> {
+    async fn predict(&self, input: &Text, _: &PredictContext<Text>) -> Result<usize, ModelError> {
         Ok(input.text.split_whitespace().count())
     }
 }
@@ -1212,7 +1212,11 @@ impl Model for Refuser {
     fn version(&self) -> &str {
         "0"
     }
-    async fn predict(&self, _: &String) -> Result<Unserializable, ModelError> {
+    async fn predict(
+        &self,
+        _: &String,
+        _: &PredictContext<String>,
+    ) -> Result<Unserializable, ModelError> {
         Ok(Unserializable)
     }
 }

@@ -26,7 +26,12 @@ pub struct QueueConfig {
     /// Most predictions queued + processing at once; `submit` beyond it fails with
     /// [`Error::QueueFull`]. Default 10,000.
     pub capacity: usize,
-    /// Most predictions running at once. Default 100.
+    /// Most predictions this process runs at once, and so most calls to
+    /// [`Model::predict`](crate::Model::predict) in progress, counting blocking work
+    /// started through [`PredictContext::blocking`](crate::PredictContext::blocking)
+    /// until it returns, even after its prediction was canceled or timed out. Blocking
+    /// work a model starts by other means (its own `spawn_blocking`) is not bounded.
+    /// Default 100.
     pub concurrency: usize,
     /// Longest a prediction may take from admission to its end; past it, it ends
     /// `failed` with a timeout error. Default none.
@@ -151,6 +156,10 @@ pub struct Stats {
     pub failed_total: u64,
     /// Predictions that ended `canceled` since start.
     pub canceled_total: u64,
+    /// Predictions whose blocking work ([`PredictContext::blocking`](crate::PredictContext::blocking))
+    /// was still running when they ended (canceled, timed out, shut down): their slots
+    /// stayed taken until it returned.
+    pub blocking_overrun_total: u64,
     /// Whether the queue is shutting down.
     pub shutting_down: bool,
 }

@@ -129,6 +129,8 @@ struct Totals {
     succeeded: AtomicU64,
     failed: AtomicU64,
     canceled: AtomicU64,
+    /// Predictions whose blocking work was still running when they ended.
+    blocking_overrun: AtomicU64,
     /// Exponentially weighted model time in nanoseconds, for `Retry-After` hints.
     model_time_ewma: AtomicU64,
 }
@@ -400,6 +402,7 @@ impl<M: Model, S: Store<Input = M::Input, Output = M::Output>> JobQueue<M, S> {
             succeeded_total: t.succeeded.load(Ordering::Relaxed),
             failed_total: t.failed.load(Ordering::Relaxed),
             canceled_total: t.canceled.load(Ordering::Relaxed),
+            blocking_overrun_total: t.blocking_overrun.load(Ordering::Relaxed),
             shutting_down: s.closing.load(Ordering::Acquire),
         }
     }

@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 use super::Shared;
 use crate::store::{Claimed, Lease, Started, Store, Watch};
-use crate::{Model, Outcome, PredictionError, PredictionId};
+use crate::{Model, Outcome, PredictContext, PredictionError, PredictionId};
+use std::sync::atomic::Ordering;
 
 /// How long the dispatcher waits before claiming again after the store failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -148,6 +149,7 @@ async fn run<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
     };
     shared.tell_observers(|o| o.on_start(&Started { id, queue_time }));
     let _running = Running::new(&shared.running);
+    let ctx = PredictContext::new(id, input);
     let outcome = if shared.abort.is_cancelled() {
         Some(Outcome::Canceled)
     } else {
@@ -156,7 +158,7 @@ async fn run<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
             .config
             .deadline
             .and_then(|d| Instant::now().checked_add(d.saturating_sub(queue_time)));
-        let model = AssertUnwindSafe(shared.model.predict(&input)).catch_unwind();
+        let model = AssertUnwindSafe(shared.model.predict(ctx.input_ref(), &ctx)).catch_unwind();
         // Boxed, and not at all when there is nothing to wait for (a pending future
         // takes no allocation): a hundred thousand running predictions each carry
         // these.
@@ -179,6 +181,9 @@ async fn run<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
             () = deadline => Some(Outcome::Failed(shared.timeout("processing"))),
         }
     };
+    // The model's future is gone: blocking work it started (and did not wait for, if
+    // it ended early) can stop too.
+    ctx.end();
     if let Some(outcome) = outcome {
         if let Err(e) = shared.finish(id, outcome).await {
             tracing::error!(error = %e, prediction_id = %id, "could not record an outcome");
@@ -190,6 +195,15 @@ async fn run<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
         }
     }
     unfinished.armed = false;
+    // The prediction has ended; its slot stays taken while blocking work it started
+    // still runs, so that `concurrency` bounds that work too.
+    if ctx.blocking_done().await {
+        shared
+            .totals
+            .blocking_overrun
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(prediction_id = %id, "blocking work outlived its prediction");
+    }
 }
 
 /// Resolves once the prediction has reached a terminal status (or is gone).

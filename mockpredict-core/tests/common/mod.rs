@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mockpredict_core::{Model, ModelError};
+use mockpredict_core::{Model, ModelError, PredictContext};
 
 /// What a [`Scripted`] prediction does: sleep, then answer, fail or panic.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ impl Model for Scripted {
         "0"
     }
 
-    async fn predict(&self, input: &Script) -> Result<u64, ModelError> {
+    async fn predict(&self, input: &Script, _: &PredictContext<Script>) -> Result<u64, ModelError> {
         self.started.fetch_add(1, Ordering::SeqCst);
         let mut probe = DropProbe {
             counter: &self.dropped_unfinished,
