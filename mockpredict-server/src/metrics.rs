@@ -79,6 +79,9 @@ struct Inner {
     /// Brought up to the queue's count at each scrape (see `render`), under
     /// `submitted_sync` so that two scrapes at once do not both add the difference.
     submitted: Counter,
+    /// Predictions whose blocking work outlived them, brought up to the queue's count
+    /// at each scrape as `submitted` is.
+    blocking_overrun: Counter,
     submitted_sync: Mutex<()>,
     queue_depth: Gauge,
     in_flight: Gauge,
@@ -149,6 +152,14 @@ impl Metrics {
             "Predictions admitted to the queue, sync and async: each ends up in \
              predictions_total, or is still queued or running",
             submitted.clone(),
+        );
+        let blocking_overrun = Counter::default();
+        registry.register(
+            "predictions_blocking_overrun",
+            "Predictions that ended (canceled, timed out, shut down) while blocking work \
+             they started through PredictContext::blocking still ran; each kept its \
+             concurrency slot until that work returned",
+            blocking_overrun.clone(),
         );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
@@ -235,6 +246,7 @@ impl Metrics {
                 predictions,
                 rejected,
                 submitted,
+                blocking_overrun,
                 submitted_sync: Mutex::new(()),
                 queue_depth,
                 in_flight,
@@ -331,9 +343,14 @@ impl Metrics {
                 .submitted_sync
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let shown = i.submitted.get();
-            if stats.submitted_total > shown {
-                i.submitted.inc_by(stats.submitted_total - shown);
+            for (counter, total) in [
+                (&i.submitted, stats.submitted_total),
+                (&i.blocking_overrun, stats.blocking_overrun_total),
+            ] {
+                let shown = counter.get();
+                if total > shown {
+                    counter.inc_by(total - shown);
+                }
             }
         }
         self.encode()

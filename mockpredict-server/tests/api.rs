@@ -552,6 +552,11 @@ async fn a_full_queue_answers_429_with_retry_after() {
         metrics.contains("mockpredict_predictions_submitted_total 1\n"),
         "{metrics}"
     );
+    // The mock runs no blocking work.
+    assert!(
+        metrics.contains("mockpredict_predictions_blocking_overrun_total 0\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
