@@ -50,7 +50,7 @@ impl Model for MyModel {
 async fn serve_my_model() -> Result<(), Box<dyn Error>> {
     // README: begin
     use mockpredict_core::QueueConfig;
-    use mockpredict_server::{App, ServerConfig, serve};
+    use mockpredict_server::{App, ServerConfig, serve, shutdown_signal};
 
     let app = App::new(
         MyModel,
@@ -59,10 +59,7 @@ async fn serve_my_model() -> Result<(), Box<dyn Error>> {
     )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:8001").await?;
     println!("listening on http://{}", listener.local_addr()?);
-    serve(listener, app, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    serve(listener, app, shutdown_signal()).await?;
 
     // Its typed client, for your model's input and output types:
     let client: mockpredict_server::client::Client<MyInput, MyOutput> =

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use mockpredict_core::{Model, ModelError, PredictContext, QueueConfig};
-use mockpredict_server::{App, ServerConfig, serve};
+use mockpredict_server::{App, ServerConfig, serve, shutdown_signal};
 use serde::{Deserialize, Serialize};
 
 /// What the scorer takes: `{"text": "..."}`.
@@ -116,10 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         app.queue().model().name(),
         listener.local_addr()?
     );
-    let report = serve(listener, app, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    let report = serve(listener, app, shutdown_signal()).await?;
     println!("stopped (drained: {})", report.drained);
     Ok(())
 }

@@ -153,7 +153,11 @@ fn blocking_work_sees_the_cancel() {
         // Ten 10 s spins, each canceled 5 ms in: done in well under a spin's time.
         submit_and_cancel(&queue, 10, 10_000).await;
         queue.shutdown(Duration::from_secs(30)).await;
-        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     });
     assert_eq!(model.stopped_early.load(Ordering::SeqCst), 10);
 }
@@ -172,7 +176,8 @@ fn a_panic_in_blocking_work_fails_the_prediction() {
             "0"
         }
         async fn predict(&self, (): &(), ctx: &PredictContext<()>) -> Result<(), ModelError> {
-            ctx.blocking(|_| panic!("blocking inference panicked")).await
+            ctx.blocking(|_| panic!("blocking inference panicked"))
+                .await
         }
     }
     runtime().block_on(async {
@@ -180,6 +185,9 @@ fn a_panic_in_blocking_work_fails_the_prediction() {
         let p = queue.predict(()).await.expect("admitted");
         assert_eq!(p.status, Status::Failed);
         let error = p.error.expect("an error");
-        assert!(error.message.contains("blocking inference panicked"), "{error}");
+        assert!(
+            error.message.contains("blocking inference panicked"),
+            "{error}"
+        );
     });
 }

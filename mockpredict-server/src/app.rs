@@ -55,9 +55,7 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
 ///
 /// let app = App::new(MockModel::new(), QueueConfig::default(), ServerConfig::default())?;
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-/// mockpredict_server::serve(listener, app, async {
-///     let _ = tokio::signal::ctrl_c().await;
-/// })
+/// mockpredict_server::serve(listener, app, mockpredict_server::shutdown_signal())
 /// .await?;
 /// # Ok(())
 /// # }

@@ -15,7 +15,7 @@
 //! let app = App::new(model, QueueConfig::default(), ServerConfig::default())?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! println!("listening on http://{}", listener.local_addr()?);
-//! serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! serve(listener, app, mockpredict_server::shutdown_signal()).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -55,4 +55,4 @@ pub use error::{Error, Result};
 pub use metrics::Metrics;
 pub use openapi::document as openapi;
 pub use routes::routes;
-pub use serve::serve;
+pub use serve::{serve, shutdown_signal};

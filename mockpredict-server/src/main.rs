@@ -282,29 +282,6 @@ fn init_tracing(format: LogFormat) -> Option<logging::AccessLine> {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
-    }
-}
-
 /// Open files the server needs besides its connections: standard streams, the
 /// listener, the runtime's epoll and wake-up descriptors, with room to spare.
 const FILES_BESIDES_CONNECTIONS: u64 = 64;
@@ -365,10 +342,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         "listening on http://{addr}"
     );
     let shutdown = async {
-        shutdown_signal().await;
+        mockpredict_server::shutdown_signal().await;
         // A second signal means "now": skip the drain.
         tokio::spawn(async {
-            shutdown_signal().await;
+            mockpredict_server::shutdown_signal().await;
             tracing::warn!("second signal: exiting without waiting for the drain");
             logging::flush();
             std::process::exit(EXIT_FORCED);

@@ -529,3 +529,36 @@ mod tests {
         assert_eq!(backoff.failed(&e), Duration::from_millis(5));
     }
 }
+
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM (what `kill`, Docker and
+/// Kubernetes send to stop a process): the shutdown future to give [`serve`], so that
+/// an embedded server drains in a container as the binary does.
+///
+/// ```no_run
+/// # async fn run(app: mockpredict_server::App<mockpredict_core::MockModel>) -> mockpredict_server::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8001").await?;
+/// mockpredict_server::serve(listener, app, mockpredict_server::shutdown_signal()).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
