@@ -513,23 +513,6 @@ impl hyper::body::Body for Tracked {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failed_accepts_back_off_from_5_ms_to_1_s_and_start_over_once_one_works() {
-        let mut backoff = AcceptBackoff::default();
-        let e = std::io::Error::from_raw_os_error(24); // EMFILE
-        let pauses: Vec<u64> = (0..10)
-            .map(|_| backoff.failed(&e).as_millis() as u64)
-            .collect();
-        assert_eq!(pauses, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
-        backoff.recovered();
-        assert_eq!(backoff.failed(&e), Duration::from_millis(5));
-    }
-}
-
 /// Resolves at the first SIGINT (Ctrl-C) or SIGTERM (what `kill`, Docker and
 /// Kubernetes send to stop a process): the shutdown future to give [`serve`], so that
 /// an embedded server drains in a container as the binary does.
@@ -560,5 +543,22 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_back_off_from_5_ms_to_1_s_and_start_over_once_one_works() {
+        let mut backoff = AcceptBackoff::default();
+        let e = std::io::Error::from_raw_os_error(24); // EMFILE
+        let pauses: Vec<u64> = (0..10)
+            .map(|_| backoff.failed(&e).as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        backoff.recovered();
+        assert_eq!(backoff.failed(&e), Duration::from_millis(5));
     }
 }
