@@ -41,7 +41,10 @@ fn sigterm_answers_the_request_in_flight_then_exits_zero() {
         .to_owned();
 
     // A sync prediction of 500 words: the scorer thinks 2 ms a word, about a second.
-    let body = format!(r#"{{"input": {{"text": "{}"}}}}"#, "good ".repeat(500).trim());
+    let body = format!(
+        r#"{{"input": {{"text": "{}"}}}}"#,
+        "good ".repeat(500).trim()
+    );
     let mut conn = TcpStream::connect(&addr).expect("connects");
     conn.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout set");

@@ -44,11 +44,38 @@ pub enum Error {
     InvalidConfig(String),
 }
 
-/// The error a [`Model`](crate::Model) returns from `predict`.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("{message}")]
+/// The error a [`Model`](crate::Model) returns from `predict`: a message, which the
+/// failed prediction carries.
+///
+/// `?` inside `predict` converts any error type (`std::error::Error + Send + Sync +
+/// 'static`) into one, its message the error and its causes joined by `": "`, as
+/// `anyhow` shows them with `{:#}`. A message of your own goes through
+/// [`new`](Self::new): `String` and `&str` cannot also convert with `From`, beside the
+/// conversion from every error type. Like `anyhow::Error`, and for the same reason (the conversion
+/// from every error type), it is not itself a `std::error::Error`.
+///
+/// ```
+/// use mockpredict_core::ModelError;
+///
+/// fn parse(text: &str) -> Result<u32, ModelError> {
+///     let n: u32 = text.trim().parse()?; // ParseIntError
+///     if n == 0 {
+///         return Err(ModelError::new("zero is not a valid size"));
+///     }
+///     Ok(n)
+/// }
+/// assert_eq!(parse("7"), Ok(7));
+/// assert_eq!(parse("x").unwrap_err().message(), "invalid digit found in string");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelError {
     message: String,
+}
+
+impl std::fmt::Display for ModelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 impl ModelError {
@@ -65,8 +92,7 @@ impl ModelError {
     }
 
     /// A model error from any error, its message the error and its causes joined by
-    /// `": "` (as `anyhow` shows them with `{:#}`): for `map_err(ModelError::from_error)`
-    /// on an error type without a `From` here.
+    /// `": "`: what `?` does, for a borrowed or unsized error.
     pub fn from_error(err: &(dyn std::error::Error + 'static)) -> Self {
         let chain: Vec<String> = std::iter::successors(Some(err), |e| e.source())
             .map(ToString::to_string)
@@ -75,28 +101,10 @@ impl ModelError {
     }
 }
 
-/// `?` on these inside `predict` fails the prediction with their message.
-macro_rules! model_error_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for ModelError {
-            fn from(err: $t) -> Self {
-                Self::from_error(&err)
-            }
-        }
-    )*};
-}
-
-model_error_from!(std::io::Error, serde_json::Error, std::fmt::Error);
-
-impl From<String> for ModelError {
-    fn from(message: String) -> Self {
-        Self::new(message)
-    }
-}
-
-impl From<&str> for ModelError {
-    fn from(message: &str) -> Self {
-        Self::new(message)
+/// `?` on any error inside `predict` fails the prediction with its message and causes.
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for ModelError {
+    fn from(err: E) -> Self {
+        Self::from_error(&err)
     }
 }
 
@@ -219,13 +227,13 @@ mod tests {
             let n: serde_json::Value = serde_json::from_str(text)?;
             n.as_u64()
                 .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| "not a small number".into())
+                .ok_or_else(|| ModelError::new("not a small number"))
         }
         assert_eq!(parse("7"), Ok(7));
         let err = parse("{").expect_err("not JSON");
         assert!(err.message().contains("EOF while parsing"), "{err}");
         assert_eq!(parse("-1"), Err(ModelError::new("not a small number")));
-        let io = std::io::Error::other(ModelError::new("the cause"));
+        let io = std::io::Error::other("the cause");
         assert_eq!(ModelError::from(io).message(), "the cause");
         #[derive(Debug, thiserror::Error)]
         #[error("outer")]

@@ -63,8 +63,8 @@ pub use latency::{Latency, ParseLatencyError};
 pub use mock::{MockConfigError, MockDraw, MockModel, MockOutput};
 pub use model::Model;
 pub use prediction::{
-    HoldsInput, HoldsOutput, InputRef, Outcome, OutputRef, ParseIdError, Prediction, PredictionId,
-    Status,
+    HoldsInput, HoldsOutput, InputRef, NoOutput, Outcome, OutputRef, ParseIdError, Prediction,
+    PredictionId, Status,
 };
 pub use queue::{
     JobQueue, JobQueueBuilder, Observer, QueueConfig, ShutdownReport, Stats, Subscription,

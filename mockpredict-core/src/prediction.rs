@@ -295,6 +295,48 @@ impl<I, O> Prediction<I, O> {
     pub fn is_finished(&self) -> bool {
         self.status.is_terminal()
     }
+
+    /// Its output if it succeeded; otherwise why it has none, as an error (for `?`).
+    ///
+    /// # Errors
+    ///
+    /// [`NoOutput::Failed`] with the prediction's error, [`NoOutput::Canceled`], or
+    /// [`NoOutput::Unfinished`] while it is queued or processing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use mockpredict_core::{JobQueue, MockModel, QueueConfig};
+    ///
+    /// let queue = JobQueue::new(MockModel::new(), QueueConfig::default())?;
+    /// let output = queue.predict("hello".to_owned()).await?.into_result()?;
+    /// assert_eq!(output.input, "hello");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn into_result(self) -> Result<OutputRef<O>, NoOutput> {
+        match (self.status, self.output, self.error) {
+            (Status::Succeeded, Some(output), _) => Ok(output),
+            (Status::Failed, _, Some(error)) => Err(NoOutput::Failed(error)),
+            (Status::Canceled, _, _) => Err(NoOutput::Canceled),
+            (status, _, _) => Err(NoOutput::Unfinished(status)),
+        }
+    }
+}
+
+/// Why a [`Prediction`] has no output, from [`Prediction::into_result`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoOutput {
+    /// It failed, with this error.
+    #[error("prediction failed ({}): {}", .0.kind.as_str(), .0.message)]
+    Failed(PredictionError),
+    /// It was canceled.
+    #[error("prediction was canceled")]
+    Canceled,
+    /// It has not finished: it is still queued or processing.
+    #[error("prediction is still {0}")]
+    Unfinished(Status),
 }
 
 #[cfg(test)]

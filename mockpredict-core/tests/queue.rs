@@ -214,3 +214,35 @@ async fn a_client_woken_by_its_result_can_submit_again_at_once() {
         }
     }
 }
+
+/// A finished prediction converts to a `Result` of its output, or of why it has none.
+#[tokio::test(start_paused = true)]
+async fn a_prediction_converts_to_a_result() {
+    use common::{Script, Scripted};
+    use mockpredict_core::{FailureKind, NoOutput};
+    let queue =
+        JobQueue::new(Scripted::default(), QueueConfig::default().concurrency(1)).expect("valid");
+    let ok = queue.predict(Script::ok(10)).await.expect("admitted");
+    assert_eq!(*ok.into_result().expect("succeeded"), 10);
+    let failed = queue.predict(Script::fail(10)).await.expect("admitted");
+    match failed.into_result() {
+        Err(NoOutput::Failed(e)) => {
+            assert_eq!(
+                (e.kind, e.message.as_str()),
+                (FailureKind::Model, "scripted failure")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let running = queue.submit(Script::ok(10_000)).await.expect("admitted");
+    let queued = queue.submit(Script::ok(10)).await.expect("admitted");
+    let unfinished = queue.get(queued).await.expect("known").into_result();
+    assert_eq!(
+        unfinished.expect_err("queued"),
+        NoOutput::Unfinished(Status::Queued)
+    );
+    let canceled = queue.cancel(running).await.expect("known").into_result();
+    let err = canceled.expect_err("canceled");
+    assert_eq!(err, NoOutput::Canceled);
+    assert_eq!(err.to_string(), "prediction was canceled");
+}
