@@ -101,6 +101,32 @@ impl ModelError {
     }
 }
 
+/// Outside `predict`, `?` takes a `ModelError` into `Box<dyn Error>` (as it takes an
+/// `anyhow::Error`).
+impl From<ModelError> for Box<dyn std::error::Error + Send + Sync + 'static> {
+    fn from(err: ModelError) -> Self {
+        Box::new(Message(err.message))
+    }
+}
+
+impl From<ModelError> for Box<dyn std::error::Error + 'static> {
+    fn from(err: ModelError) -> Self {
+        Box::new(Message(err.message))
+    }
+}
+
+/// A [`ModelError`]'s message as a `std::error::Error`, in a box.
+#[derive(Debug)]
+struct Message(String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
 /// `?` on any error inside `predict` fails the prediction with its message and causes.
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for ModelError {
     fn from(err: E) -> Self {
