@@ -689,12 +689,17 @@ fn print_table(flags: &Flags, rows: &[(Scenario, Vec<(Target, Measured)>)]) {
                 mp.rps() / c.rps()
             ));
             let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+            let other = if flags.baseline_server.is_some() {
+                "baseline"
+            } else {
+                "ceiling"
+            };
             let ((mu, ms), (cu, cs)) = (
                 mp.user_system_us_per_request(),
                 c.user_system_us_per_request(),
             );
             notes.push(format!(
-                "{}: mockpredict spends {:.2}× the ceiling's CPU per request (user \
+                "{}: mockpredict spends {:.2}× the {other}'s CPU per request (user \
                  {mu:.1} vs {cu:.1} µs: {:.2}×; kernel {ms:.1} vs {cs:.1} µs: {:.2}×)",
                 scenario.name(),
                 mp.cpu_us_per_request() / c.cpu_us_per_request(),
@@ -712,6 +717,13 @@ fn print_table(flags: &Flags, rows: &[(Scenario, Vec<(Target, Measured)>)]) {
             // throughput targets need the closed loop.
             let closed = flags.rate == 0;
             match scenario {
+                Scenario::Submit | Scenario::Poll if closed && flags.baseline_server.is_some() => {
+                    notes.push(format!(
+                        "guard {} ≥ 0.9 × the baseline build: median {ratio:.2} → {}",
+                        scenario.name(),
+                        verdict(ratio >= 0.9)
+                    ));
+                }
                 Scenario::Submit if closed => notes.push(format!(
                     "target async submit ≥ 0.85 × ceiling: median {ratio:.2} → {}",
                     verdict(ratio >= 0.85)

@@ -36,8 +36,8 @@ pub enum Error {
     /// No prediction with this ID is known: it never existed or has expired.
     #[error("prediction {0} not found")]
     NotFound(PredictionId),
-    /// The backend that stores queue state failed or is unreachable.
-    #[error("queue backend failed: {0}")]
+    /// The store that keeps queue state failed or is unreachable.
+    #[error("queue store failed: {0}")]
     Backend(String),
     /// The queue's configuration is invalid.
     #[error("invalid queue configuration: {0}")]
@@ -145,7 +145,7 @@ pub enum FailureKind {
     Panic,
     /// The prediction's deadline passed while it was queued or processing.
     Timeout,
-    /// The queue's backend failed while running it.
+    /// The queue's store failed while running it.
     Backend,
 }
 
@@ -194,7 +194,7 @@ impl PredictionError {
     }
 
     /// The worker running the prediction panicked outside the model's polls (in a
-    /// backend's code, say): the panic's message is in the log.
+    /// store's code, say): the panic's message is in the log.
     pub(crate) fn worker_panicked() -> Self {
         Self {
             kind: FailureKind::Backend,

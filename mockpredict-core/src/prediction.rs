@@ -106,7 +106,7 @@ impl fmt::Display for Status {
 /// How a prediction finished.
 #[derive(Debug, Clone)]
 pub enum Outcome<O> {
-    /// The model returned this output (the backend stores it, and snapshots share
+    /// The model returned this output (the store keeps it, and snapshots share
     /// it through [`OutputRef`]).
     Succeeded(O),
     /// The prediction failed.
@@ -126,21 +126,21 @@ impl<O> Outcome<O> {
     }
 }
 
-/// Something that holds a prediction's input: the backend's record of it, so that a
+/// Something that holds a prediction's input: the store's record of it, so that a
 /// snapshot shares the input without a separate allocation.
 pub trait HoldsInput<I>: Send + Sync {
     /// The input.
     fn input(&self) -> &I;
 }
 
-/// Something that holds a succeeded prediction's output: the backend's record of it,
+/// Something that holds a succeeded prediction's output: the store's record of it,
 /// so that a snapshot shares the output without a separate allocation.
 pub trait HoldsOutput<O>: Send + Sync {
     /// The output.
     fn output(&self) -> &O;
 }
 
-/// A plain owned input or output, for backends that do not keep it inside a record.
+/// A plain owned input or output, for stores that do not keep it inside a record.
 struct Owned<T>(T);
 
 impl<I: Send + Sync> HoldsInput<I> for Owned<I> {

@@ -139,7 +139,7 @@ pub struct Stats {
     pub processing: usize,
     /// Finished predictions still retained.
     pub retained: usize,
-    /// Bytes the retained predictions weigh, for a backend with a byte budget
+    /// Bytes the retained predictions weigh, for a store with a byte budget
     /// ([`MemoryStore::with_max_bytes`](crate::store::MemoryStore::with_max_bytes)); 0 otherwise.
     pub retained_bytes: u64,
     /// The configured capacity.
