@@ -150,16 +150,22 @@ impl<I: Send + Sync + 'static> PredictContext<I> {
         &self.input
     }
 
-    /// Waits for the blocking calls made through this context to return; says whether
-    /// any was still running.
-    pub(crate) async fn blocking_done(&self) -> bool {
-        let Some(tracker) = self.blocking.get() else {
-            return false;
-        };
-        tracker.close();
-        let running = !tracker.is_empty();
-        tracker.wait().await;
-        running
+    /// Whether blocking calls made through this context are still running. Closes
+    /// the tracker: the queue asks once the model's future is gone, when no more can
+    /// start.
+    pub(crate) fn blocking_running(&self) -> bool {
+        self.blocking.get().is_some_and(|tracker| {
+            tracker.close();
+            !tracker.is_empty()
+        })
+    }
+
+    /// Waits for the blocking calls made through this context to return.
+    pub(crate) async fn blocking_done(&self) {
+        if let Some(tracker) = self.blocking.get() {
+            tracker.close();
+            tracker.wait().await;
+        }
     }
 }
 

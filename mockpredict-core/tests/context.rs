@@ -191,3 +191,48 @@ fn a_panic_in_blocking_work_fails_the_prediction() {
         );
     });
 }
+
+/// A blocking call that ignores its cancellation holds its slot, but not the queue's
+/// shutdown: once the grace period is over, shutdown returns without it.
+#[test]
+fn blocking_work_that_never_returns_does_not_hold_up_shutdown() {
+    let release = Arc::new(std::sync::Barrier::new(2));
+    struct Stuck(Arc<std::sync::Barrier>);
+    impl Model for Stuck {
+        type Input = ();
+        type Output = ();
+        fn name(&self) -> &str {
+            "stuck"
+        }
+        fn version(&self) -> &str {
+            "0"
+        }
+        async fn predict(&self, (): &(), ctx: &PredictContext<()>) -> Result<(), ModelError> {
+            let release = Arc::clone(&self.0);
+            ctx.blocking(move |_| {
+                release.wait();
+                Ok(())
+            })
+            .await
+        }
+    }
+    let rt = runtime();
+    rt.block_on(async {
+        let queue =
+            JobQueue::new(Stuck(Arc::clone(&release)), QueueConfig::default()).expect("valid");
+        let id = queue.submit(()).await.expect("admitted");
+        while queue.get(id).await.expect("known").status != Status::Processing {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        queue.cancel(id).await.expect("known");
+        let report = tokio::time::timeout(
+            Duration::from_secs(5),
+            queue.shutdown(Duration::from_millis(50)),
+        )
+        .await
+        .expect("shutdown returned although the blocking call still runs");
+        assert!(report.drained, "the canceled prediction had ended");
+        assert_eq!(queue.stats().await.blocking_overrun_total, 1);
+    });
+    release.wait();
+}

@@ -106,4 +106,3 @@ impl<M: Model, S: Store<Input = M::Input, Output = M::Output>> JobQueueBuilder<M
         })
     }
 }
-

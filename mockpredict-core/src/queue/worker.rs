@@ -196,13 +196,18 @@ async fn run<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
     }
     unfinished.armed = false;
     // The prediction has ended; its slot stays taken while blocking work it started
-    // still runs, so that `concurrency` bounds that work too.
-    if ctx.blocking_done().await {
+    // still runs, so that `concurrency` bounds that work too. Not past the queue's
+    // stop: a blocking call that never returns must not hold up shutdown.
+    if ctx.blocking_running() {
         shared
             .totals
             .blocking_overrun
             .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(prediction_id = %id, "blocking work outlived its prediction");
+        tokio::select! {
+            () = ctx.blocking_done() => {}
+            () = shared.stop.cancelled() => {}
+        }
     }
 }
 
