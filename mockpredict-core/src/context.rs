@@ -109,7 +109,8 @@ impl<I: Send + Sync + 'static> PredictContext<I> {
     /// Runs `work` on tokio's blocking pool and returns what it returns. `work` gets
     /// the prediction's cancellation token, to stop early if it can. The prediction's
     /// concurrency slot stays taken until `work` returns, even if the prediction ends
-    /// first (canceled, timed out): its worker waits for it before taking another.
+    /// first (canceled, timed out): its worker waits for it before taking another. The
+    /// queue's shutdown does not wait for it.
     ///
     /// # Panics
     ///
