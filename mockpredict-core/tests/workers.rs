@@ -148,6 +148,16 @@ impl Store for Faulty {
     }
 }
 
+/// A queue of capacity 2 and concurrency 1 over a store with this fault (inside a
+/// runtime).
+fn faulty_queue(fault: Fault) -> JobQueue<Scripted, Faulty> {
+    JobQueue::builder(Scripted::default())
+        .config(QueueConfig::default().capacity(2).concurrency(1))
+        .store(Faulty::new(fault))
+        .build()
+        .expect("valid")
+}
+
 /// The store's counts, read outside any runtime (the in-memory store answers at once).
 fn counts<M, S>(queue: &JobQueue<M, S>) -> mockpredict_core::Stats
 where
@@ -255,14 +265,8 @@ fn a_runtime_that_shuts_down_cancels_what_its_workers_were_running() {
 #[test]
 fn a_faulty_claim_delays_the_work_and_loses_nothing() {
     for fault in [Fault::ClaimPanics, Fault::ClaimFails] {
-        let rt = two_threads();
-        let model = Scripted::default();
-        rt.block_on(async {
-            let queue = JobQueue::builder(model.clone())
-                .config(QueueConfig::default().capacity(2).concurrency(1))
-                .store(Faulty::new(fault))
-                .build()
-                .expect("valid");
+        two_threads().block_on(async {
+            let queue = faulty_queue(fault);
             let id = queue.submit(Script::ok(5)).await.expect("admitted");
             let done = tokio::time::timeout(PATIENCE, queue.wait(id, None))
                 .await
@@ -281,14 +285,8 @@ fn a_faulty_claim_delays_the_work_and_loses_nothing() {
 #[test]
 fn an_outcome_the_store_cannot_record_becomes_a_failure() {
     for fault in [Fault::FinishPanics, Fault::FinishFails] {
-        let rt = two_threads();
-        let model = Scripted::default();
-        rt.block_on(async {
-            let queue = JobQueue::builder(model.clone())
-                .config(QueueConfig::default().capacity(2).concurrency(1))
-                .store(Faulty::new(fault))
-                .build()
-                .expect("valid");
+        two_threads().block_on(async {
+            let queue = faulty_queue(fault);
             let hit = queue.submit(Script::ok(5)).await.expect("admitted");
             let behind = queue.submit(Script::ok(5)).await.expect("admitted");
             let wait = async |id| {
