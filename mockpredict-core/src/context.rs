@@ -21,7 +21,9 @@ use crate::{InputRef, PredictionId};
 ///   pool *inside the prediction's concurrency slot*: a cancel or deadline ends the
 ///   prediction at once, but its worker takes no other prediction until the blocking
 ///   call returns, so [`concurrency`](crate::QueueConfig::concurrency) bounds the
-///   blocking calls running as well as the predictions.
+///   blocking calls running as well as the predictions (one at a time per prediction:
+///   a model that runs several at once, with `join!`, takes that many threads per
+///   slot). A call that never returns keeps its slot until the queue stops.
 ///
 /// ```
 /// use mockpredict_core::{Model, ModelError, PredictContext};
@@ -166,6 +168,16 @@ impl<I: Send + Sync + 'static> PredictContext<I> {
         if let Some(tracker) = self.blocking.get() {
             tracker.close();
             tracker.wait().await;
+        }
+    }
+}
+
+/// A context dropped with its prediction (the queue's runtime shut down, say) tells the
+/// blocking work it started to stop.
+impl<I> Drop for PredictContext<I> {
+    fn drop(&mut self) {
+        if let Some(token) = self.cancel.get() {
+            token.cancel();
         }
     }
 }

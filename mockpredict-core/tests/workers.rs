@@ -125,6 +125,13 @@ impl Store for Faulty {
     async fn read(&self, id: PredictionId) -> Result<Option<Prediction<Script, u64>>> {
         self.inner.read(id).await
     }
+    async fn read_watched(
+        &self,
+        id: PredictionId,
+        watch: &Self::Watch,
+    ) -> Result<Option<Prediction<Script, u64>>> {
+        self.inner.read_watched(id, watch).await
+    }
     async fn watch(&self, id: PredictionId) -> Result<Option<Self::Watch>> {
         self.inner.watch(id).await
     }

@@ -195,6 +195,12 @@ impl<M: Model, S: Store<Input = M::Input, Output = M::Output>> JobQueue<M, S> {
                 retry_after: s.retry_after(),
             });
         }
+        if s.stop.is_cancelled() {
+            // Shutdown began after the check above and may have canceled what was
+            // queued before this admit: nothing would ever run this one.
+            s.finish(id, Outcome::Canceled).await?;
+            return Err(Error::ShuttingDown);
+        }
         s.totals.submitted.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(prediction_id = %id, "admitted");
         Ok(id)
@@ -231,8 +237,14 @@ impl<M: Model, S: Store<Input = M::Input, Output = M::Output>> JobQueue<M, S> {
         let until = timeout.and_then(|t| Instant::now().checked_add(t));
         let store = &self.shared.store;
         let mut watch = store.watch(id).await?.ok_or(Error::NotFound(id))?;
+        let read = async |watch: &S::Watch| {
+            store
+                .read_watched(id, watch)
+                .await?
+                .ok_or(Error::NotFound(id))
+        };
         loop {
-            let now = self.get(id).await?;
+            let now = read(&watch).await?;
             if now.is_finished() {
                 return Ok(now);
             }
@@ -242,7 +254,7 @@ impl<M: Model, S: Store<Input = M::Input, Output = M::Output>> JobQueue<M, S> {
                         .await
                         .is_err()
                     {
-                        return self.get(id).await;
+                        return read(&watch).await;
                     }
                 }
                 None => watch.changed().await,
@@ -270,8 +282,15 @@ impl<M: Model, S: Store<Input = M::Input, Output = M::Output>> JobQueue<M, S> {
     ///
     /// As [`get`](Self::get).
     pub async fn cancel(&self, id: PredictionId) -> Result<Prediction<M::Input, M::Output>> {
+        let store = &self.shared.store;
+        // Watched first: the canceled prediction is answered even if it is evicted at
+        // once (`max_retained` 0).
+        let watch = store.watch(id).await?.ok_or(Error::NotFound(id))?;
         self.shared.finish(id, Outcome::Canceled).await?;
-        self.get(id).await
+        store
+            .read_watched(id, &watch)
+            .await?
+            .ok_or(Error::NotFound(id))
     }
 
     /// Follows one prediction's status changes (for server-sent events).

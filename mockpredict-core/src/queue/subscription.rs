@@ -30,14 +30,20 @@ impl<M: Model, S: Store<Input = M::Input, Output = M::Output>> Subscription<M, S
 
     /// The next status change: first the current state, then one snapshot per status
     /// it moves through (a `processing` step that happened between two looks is still
-    /// reported), ending with the terminal one; then `None`. Also `None` if the
-    /// prediction expires or the store fails meanwhile.
+    /// reported), ending with the terminal one; then `None`. Also `None` if the store
+    /// fails meanwhile, or loses the prediction (a shared store that expired it).
     pub async fn next(&mut self) -> Option<Prediction<M::Input, M::Output>> {
         if self.last.is_some_and(Status::is_terminal) {
             return None;
         }
         loop {
-            let snap = match self.queue.shared.store.read(self.id).await {
+            let snap = match self
+                .queue
+                .shared
+                .store
+                .read_watched(self.id, &self.watch)
+                .await
+            {
                 Ok(Some(snap)) => snap,
                 Ok(None) => return None,
                 Err(e) => {

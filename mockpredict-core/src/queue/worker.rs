@@ -215,7 +215,7 @@ async fn run<M: Model, S: Store<Input = M::Input, Output = M::Output>>(
 async fn ended<S: Store>(store: &S, id: PredictionId, watch: &mut S::Watch) {
     loop {
         watch.changed().await;
-        match store.read(id).await {
+        match store.read_watched(id, watch).await {
             Ok(Some(p)) if !p.is_finished() => {}
             Ok(_) => return,
             Err(e) => tracing::warn!(error = %e, "could not read a running prediction"),
@@ -312,7 +312,11 @@ pub(super) async fn sweep<M: Model, S: Store<Input = M::Input, Output = M::Outpu
                     .finished
                     .iter()
                     .for_each(|done| shared.on_finished(done));
-                expired.next_in.unwrap_or(deadline)
+                // With nothing queued, nothing is due before a deadline from now (and
+                // a zero deadline needs no sweeping: workers time such work out).
+                expired
+                    .next_in
+                    .unwrap_or(deadline.max(Duration::from_secs(1)))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not expire queued predictions");

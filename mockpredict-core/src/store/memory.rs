@@ -173,11 +173,11 @@ where
         let record = Arc::clone(inner.records.get(&id)?);
         let mut st = record.state();
         let previous = st.phase.status();
-        match previous {
-            Status::Queued => inner.queued -= 1,
-            Status::Processing => inner.processing -= 1,
-            Status::Succeeded | Status::Failed | Status::Canceled => return None,
+        if previous.is_terminal() {
+            return None;
         }
+        // Weighed before anything changes: a `weigh` that panicked after would leave
+        // the counts changed and the phase not.
         let weight = self.budget.as_ref().map_or(0, |b| {
             let output = match &outcome {
                 Outcome::Succeeded(output) => Some(output),
@@ -185,6 +185,11 @@ where
             };
             u32::try_from((b.weigh)(&record.input, output)).unwrap_or(u32::MAX)
         });
+        if previous == Status::Queued {
+            inner.queued -= 1;
+        } else {
+            inner.processing -= 1;
+        }
         let status = outcome.status();
         st.phase = match outcome {
             Outcome::Succeeded(output) => {
@@ -235,7 +240,14 @@ where
             if inner.queued + inner.processing >= capacity {
                 return Ok(false);
             }
-            inner.records.insert(id, record);
+            match inner.records.entry(id) {
+                std::collections::hash_map::Entry::Vacant(slot) => slot.insert(record),
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    return Err(crate::Error::Backend(format!(
+                        "prediction {id} already exists"
+                    )));
+                }
+            };
             inner.pending.push_back(id);
             inner.queued += 1;
             // Entries canceled while queued wait in `pending` for a claim; should
@@ -339,6 +351,14 @@ where
         Ok(record.map(|record| self.anchor.snapshot(id, &record)))
     }
 
+    async fn read_watched(
+        &self,
+        id: PredictionId,
+        watch: &Self::Watch,
+    ) -> Result<Option<Prediction<I, O>>> {
+        Ok(Some(self.anchor.snapshot(id, watch.record())))
+    }
+
     async fn watch(&self, id: PredictionId) -> Result<Option<Self::Watch>> {
         let record = lock(&self.inner).records.get(&id).map(Arc::clone);
         Ok(record.map(|record| {
@@ -392,8 +412,9 @@ where
                 let mut inner = lock(&self.inner);
                 loop {
                     let Some(front) = inner.retained.front() else {
-                        // Whatever finishes from now on expires a TTL from now or later.
-                        break Some(self.result_ttl);
+                        // Whatever finishes from now on expires a TTL from now or later
+                        // (looked at no more often than once a second).
+                        break Some(self.result_ttl.max(Duration::from_secs(1)));
                     };
                     // A TTL too long to represent never ends: look again a TTL on.
                     match self.anchor.until(now, front.completed, self.result_ttl) {

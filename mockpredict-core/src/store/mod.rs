@@ -113,7 +113,7 @@ pub struct Expired {
 /// It is registered when made: a change after that, even one made before the first
 /// call to [`changed`](Watch::changed), is not missed. So: watch, then read the
 /// state, then await a change, then read again.
-pub trait Watch: Send + 'static {
+pub trait Watch: Send + Sync + 'static {
     /// Resolves at the prediction's next change since the watch was made or this
     /// last resolved. It may also resolve without a change (a store that lost its
     /// connection wakes everyone, so that they read again); callers re-read.
@@ -225,6 +225,23 @@ pub trait Store: Send + Sync + 'static {
         id: PredictionId,
     ) -> impl Future<Output = Result<Option<Prediction<Self::Input, Self::Output>>>> + Send;
 
+    /// The prediction a watch follows, as it is now: what a waiter reads when woken.
+    /// `None` when it is gone, but a store that can still reach the record through the
+    /// watch answers even after the prediction was evicted (a `max_retained` of 0
+    /// keeps no result, yet its waiters see it).
+    ///
+    /// Memory: a snapshot of the record the watch holds. Redis: [`read`](Store::read).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`](crate::Error::Backend) when the store is unreachable.
+    #[allow(clippy::type_complexity)]
+    fn read_watched(
+        &self,
+        id: PredictionId,
+        watch: &Self::Watch,
+    ) -> impl Future<Output = Result<Option<Prediction<Self::Input, Self::Output>>>> + Send;
+
     /// Watches one prediction's changes, or `None` when it is unknown. Registered
     /// before it returns (see [`Watch`]): watch, then read.
     ///
@@ -293,11 +310,4 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store is reachable (readiness).
     fn is_ready(&self) -> impl Future<Output = bool> + Send;
-
-    /// Whether other processes share this store's queue. A queue on a shared store
-    /// stops by handing its running predictions back ([`release`](Store::release))
-    /// and leaves the queued ones to other nodes; an unshared one drains them all.
-    fn is_shared(&self) -> bool {
-        false
-    }
 }

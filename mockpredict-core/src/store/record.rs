@@ -204,7 +204,7 @@ impl<I, O> MemoryWatch<I, O> {
         Self { record, seen }
     }
 
-    pub(super) fn record(&self) -> &Record<I, O> {
+    pub(super) fn record(&self) -> &std::sync::Arc<Record<I, O>> {
         &self.record
     }
 }

@@ -908,3 +908,63 @@ async fn a_watch_never_misses_a_change() {
     );
     assert!(store.watch(PredictionId::new_v4()).await.expect("store").is_none());
 }
+
+/// With `max_retained` 0 nothing is kept, but whoever waits for a prediction (sync,
+/// long-poll, a subscription, the cancel itself) still gets its end.
+#[tokio::test(start_paused = true)]
+async fn waiters_see_results_that_are_not_kept() {
+    let (queue, _) = queue(QueueConfig::default().max_retained(0).concurrency(1));
+    let p = queue.predict(Script::ok(10)).await.expect("admitted");
+    assert_eq!(p.status, Status::Succeeded);
+    assert_eq!(p.output.as_deref(), Some(&10));
+    let id = queue.submit(Script::ok(10)).await.expect("admitted");
+    let mut changes = queue.subscribe(id).await.expect("known");
+    let waited = queue.wait(id, None).await.expect("known");
+    assert_eq!(waited.status, Status::Succeeded);
+    let mut seen = Vec::new();
+    while let Some(p) = changes.next().await {
+        seen.push(p.status);
+    }
+    assert_eq!(seen.last(), Some(&Status::Succeeded), "{seen:?}");
+    assert_eq!(queue.get(id).await.expect_err("not kept"), Error::NotFound(id));
+    let long = queue.submit(Script::ok(10_000)).await.expect("admitted");
+    assert_eq!(
+        queue.cancel(long).await.expect("known when canceled").status,
+        Status::Canceled
+    );
+    assert_eq!(queue.stats().await.retained, 0);
+}
+
+/// A submit that races the end of a shutdown is refused or canceled, never left
+/// queued with no worker to run it.
+#[test]
+fn a_submit_racing_shutdown_is_never_stranded() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        for _ in 0..50 {
+            let (queue, _) = queue(QueueConfig::default().concurrency(1));
+            queue.submit(Script::ok(3_600_000)).await.expect("admitted");
+            let submitter = tokio::spawn({
+                let queue = queue.clone();
+                async move {
+                    let mut ids = Vec::new();
+                    while let Ok(id) = queue.submit(Script::ok(1)).await {
+                        ids.push(id);
+                        tokio::task::yield_now().await;
+                    }
+                    ids
+                }
+            });
+            tokio::task::yield_now().await;
+            queue.shutdown(Duration::ZERO).await;
+            for id in submitter.await.expect("submitter") {
+                let p = queue.get(id).await.expect("kept");
+                assert!(p.is_finished(), "{id} left {}", p.status);
+            }
+        }
+    });
+}
