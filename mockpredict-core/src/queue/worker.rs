@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -16,7 +17,6 @@ use tokio::time::Instant;
 use super::Shared;
 use crate::store::{Claimed, Lease, Started, Store, Watch};
 use crate::{Model, Outcome, PredictContext, PredictionError, PredictionId};
-use std::sync::atomic::Ordering;
 
 /// How long the dispatcher waits before claiming again after the store failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -353,17 +353,17 @@ impl<M: Model, S: Store<Input = M::Input, Output = M::Output>> Shared<M, S> {
 }
 
 /// Counts a running prediction for as long as it lives.
-struct Running<'a>(&'a std::sync::atomic::AtomicUsize);
+struct Running<'a>(&'a AtomicUsize);
 
 impl<'a> Running<'a> {
-    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
-        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
         Self(count)
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
